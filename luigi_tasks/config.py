@@ -1,0 +1,14 @@
+"""Settings shared by every task: ``[pipeline]`` in luigi.cfg or ``--pipeline-...`` on the command line."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import luigi
+
+
+class pipeline(luigi.Config):  # noqa: N801 - the class name is the luigi.cfg section name
+    data_dir = luigi.Parameter(default="data", description="where raw Parquet and CSV files are kept")
+
+
+def data_path(*parts: str) -> Path:
+    return Path(pipeline().data_dir).joinpath(*parts)

@@ -1,0 +1,127 @@
+"""ParquetToCsv: normalise a TLC file to its table's columns and write it as CSV for COPY.
+
+The file is read batch by batch and each batch is cast and written by Arrow's C++
+code: memory stays at one batch, and no Python code touches a row.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import luigi
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from luigi_tasks import schema
+from luigi_tasks.download import DownloadMonth
+from luigi_tasks.errors import IngestError
+from luigi_tasks.files import atomic_file
+from luigi_tasks.progress import Progress
+from luigi_tasks.tasks import MonthTask
+
+BATCH_ROWS = 131_072
+
+
+def _compatible(source: pa.DataType, target: pa.DataType) -> bool:
+    if pa.types.is_integer(target) or pa.types.is_floating(target):
+        return pa.types.is_integer(source) or pa.types.is_floating(source) or pa.types.is_null(source)
+    if pa.types.is_timestamp(target):
+        return pa.types.is_timestamp(source) or pa.types.is_null(source)
+    if pa.types.is_string(target):
+        return pa.types.is_string(source) or pa.types.is_large_string(source) or pa.types.is_null(source)
+    return source == target
+
+
+def plan_columns(file_schema: pa.Schema, dataset: str, label: str,
+                 drop_unknown: bool = False) -> dict[str, str | None]:
+    """Map each table column to the file's column that feeds it (None: load NULL).
+
+    Raises a one-line error for a missing required column, a column of an
+    incompatible type, or a column the table does not know (unless ``drop_unknown``).
+    """
+    by_lower = {name.lower(): name for name in file_schema.names}
+    plan: dict[str, str | None] = {}
+    used = set()
+    for col in schema.columns(dataset):
+        if col is schema.SOURCE_MONTH:
+            continue
+        found = next((by_lower[s.lower()] for s in col.sources if s.lower() in by_lower), None)
+        if found is not None:
+            source_type = file_schema.field(found).type
+            if not _compatible(source_type, col.arrow_type):
+                raise IngestError(f"{label}: column {found} has type {source_type}, "
+                                  f"expected a type that fits {col.pg_type} ({col.name})")
+            used.add(found)
+        elif col.name in schema.REQUIRED.get(dataset, ()):
+            raise IngestError(f"{label}: required column {col.sources[0]} is missing")
+        plan[col.name] = found
+    unknown = [name for name in file_schema.names if name not in used]
+    if unknown and not drop_unknown:
+        raise IngestError(f"{label}: unknown column {unknown[0]} (type {file_schema.field(unknown[0]).type}); "
+                          "set [ParquetToCsv] drop_unknown_columns = true to ignore it")
+    return plan
+
+
+def _normalise(batch: pa.RecordBatch, plan: dict[str, str | None], out_schema: pa.Schema,
+               month_value: pa.Scalar, label: str) -> pa.RecordBatch:
+    n = batch.num_rows
+    arrays = []
+    for field in out_schema:
+        if field.name == schema.SOURCE_MONTH.name:
+            arrays.append(pa.nulls(n, field.type).fill_null(month_value))
+            continue
+        source = plan[field.name]
+        if source is None:
+            arrays.append(pa.nulls(n, field.type))
+            continue
+        column = batch.column(source)
+        # Timestamps may lose sub-microsecond digits (timestamp[ns] files); numbers must not change.
+        safe = not pa.types.is_timestamp(field.type)
+        try:
+            arrays.append(pc.cast(column, field.type, safe=safe))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise IngestError(f"{label}: column {source} cannot be stored as {field.type}: {exc}") from None
+    return pa.RecordBatch.from_arrays(arrays, schema=out_schema)
+
+
+def parquet_to_csv(src: Path, dest: Path, dataset: str, month: dt.date, drop_unknown: bool = False,
+                   progress: Progress | None = None) -> int:
+    """Convert ``src`` to a header-less CSV in table column order; return the rows written."""
+    label = f"{dataset} {month:%Y-%m} ({src.name})"
+    pf = pq.ParquetFile(src)
+    plan = plan_columns(pf.schema_arrow, dataset, label, drop_unknown)
+    out_schema = pa.schema([(c.name, c.arrow_type) for c in schema.columns(dataset)])
+    month_value = pa.scalar(month, pa.date32())
+    sources = sorted({s for s in plan.values() if s is not None})
+    if progress:
+        progress.total = pf.metadata.num_rows
+    rows = 0
+    with atomic_file(dest) as tmp:
+        with pacsv.CSVWriter(tmp, out_schema, write_options=pacsv.WriteOptions(include_header=False)) as out:
+            for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=sources):
+                out.write_batch(_normalise(batch, plan, out_schema, month_value, label))
+                rows += batch.num_rows
+                if progress:
+                    progress.update(batch.num_rows)
+    return rows
+
+
+class ParquetToCsv(MonthTask):
+    """Write ``{data_dir}/csv/{dataset}/{dataset}_tripdata_{YYYY-MM}.csv`` in the table's column order."""
+
+    drop_unknown_columns = luigi.BoolParameter(
+        default=False, description="ignore file columns the table does not know instead of failing")
+
+    def requires(self) -> DownloadMonth:
+        return DownloadMonth(dataset=self.dataset, month=self.month)
+
+    def output(self) -> luigi.LocalTarget:
+        return luigi.LocalTarget(str(self.csv_path()))
+
+    def run(self) -> None:
+        progress = Progress(self, "convert to CSV", None, "rows")
+        parquet_to_csv(Path(self.input().path), Path(self.output().path), self.dataset, self.month,
+                       self.drop_unknown_columns, progress)
+        progress.finish()

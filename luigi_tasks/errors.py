@@ -1,0 +1,9 @@
+"""The one exception type users see: its message is the whole explanation."""
+
+
+class IngestError(Exception):
+    """An expected failure (bad input, unreachable source or database, bad config).
+
+    Its message is one line that names the problem; ``luigi_tasks.logs`` prints it
+    without a traceback, since a traceback would only bury it.
+    """

