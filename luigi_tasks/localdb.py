@@ -14,9 +14,9 @@ import contextlib
 import fcntl
 import hashlib
 import importlib.util
-import stat
 import os
 import pwd
+import stat
 import subprocess
 import sys
 from pathlib import Path

@@ -2,8 +2,13 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from luigi_tasks.errors import IngestError
+
+# luigi logs an error in complete()/requires() as text: "...:\n<traceback>" ending in "module.Class: message".
+_TEXT_TRACEBACK = re.compile(r"\s*\nTraceback \(most recent call last\):\n.*\n(luigi_tasks\.[\w.]+): ([^\n]*)\s*$",
+                             re.S)
 
 
 class OneLineErrors(logging.Filter):
@@ -16,6 +21,8 @@ class OneLineErrors(logging.Filter):
             record.args = None
             record.exc_info = None
             record.exc_text = None
+        elif isinstance(record.msg, str) and "Traceback" in record.msg and not record.args:
+            record.msg = _TEXT_TRACEBACK.sub(lambda m: f" -- {m.group(2)}", record.msg)
         return True
 
 

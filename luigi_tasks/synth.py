@@ -13,7 +13,6 @@ deterministic for a given seed and is written row group by row group, so a
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 from pathlib import Path
 
 import numpy as np
