@@ -1,9 +1,16 @@
 """NYC TLC trip records into PostgreSQL with Luigi: ``luigi --module luigi_tasks IngestMonth --month 2022-01``."""
-from luigi_tasks.convert import ParquetToCsv
-from luigi_tasks.download import DownloadMonth
-from luigi_tasks.flows import IngestMonth
-from luigi_tasks.load import LoadMonth
-from luigi_tasks.logs import install as _install_logging
+import warnings
+
+# `python -m luigi_tasks.blocks` runs a module this package has already imported (to register
+# the tasks for `luigi --module luigi_tasks`); runpy's warning about that is noise for users.
+warnings.filterwarnings("ignore", message=r".*found in sys\.modules after import of package 'luigi_tasks'",
+                        category=RuntimeWarning)
+
+from luigi_tasks.convert import ParquetToCsv  # noqa: E402
+from luigi_tasks.download import DownloadMonth  # noqa: E402
+from luigi_tasks.flows import IngestMonth  # noqa: E402
+from luigi_tasks.load import LoadMonth  # noqa: E402
+from luigi_tasks.logs import install as _install_logging  # noqa: E402
 
 _install_logging()
 

