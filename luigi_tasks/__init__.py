@@ -8,10 +8,10 @@ warnings.filterwarnings("ignore", message=r".*found in sys\.modules after import
 
 from luigi_tasks.convert import ParquetToCsv  # noqa: E402
 from luigi_tasks.download import DownloadMonth  # noqa: E402
-from luigi_tasks.flows import IngestMonth  # noqa: E402
+from luigi_tasks.flows import IngestMonth, IngestRange  # noqa: E402
 from luigi_tasks.load import LoadMonth  # noqa: E402
 from luigi_tasks.logs import install as _install_logging  # noqa: E402
 
 _install_logging()
 
-__all__ = ["DownloadMonth", "ParquetToCsv", "LoadMonth", "IngestMonth"]
+__all__ = ["DownloadMonth", "ParquetToCsv", "LoadMonth", "IngestMonth", "IngestRange"]

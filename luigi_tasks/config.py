@@ -8,6 +8,8 @@ import luigi
 
 class pipeline(luigi.Config):  # noqa: N801 - the class name is the luigi.cfg section name
     data_dir = luigi.Parameter(default="data", description="where raw Parquet and CSV files are kept")
+    log_prints = luigi.BoolParameter(default=True, parsing=luigi.BoolParameter.EXPLICIT_PARSING,
+                                     description="send print() inside a task's run() to the log (Prefect)")
 
 
 def data_path(*parts: str) -> Path:

@@ -15,7 +15,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from luigi_tasks import schema
-from luigi_tasks.download import DownloadMonth
+from luigi_tasks.download import DownloadMonth, read_sidecar, write_sidecar
 from luigi_tasks.errors import IngestError
 from luigi_tasks.files import atomic_file
 from luigi_tasks.progress import Progress
@@ -87,7 +87,7 @@ def _normalise(batch: pa.RecordBatch, plan: dict[str, str | None], out_schema: p
 
 
 def parquet_to_csv(src: Path, dest: Path, dataset: str, month: dt.date, drop_unknown: bool = False,
-                   progress: Progress | None = None) -> int:
+                   progress: Progress | None = None, sidecar_info: dict | None = None) -> int:
     """Convert ``src`` to a header-less CSV in table column order; return the rows written."""
     label = f"{dataset} {month:%Y-%m} ({src.name})"
     pf = pq.ParquetFile(src)
@@ -105,6 +105,10 @@ def parquet_to_csv(src: Path, dest: Path, dataset: str, month: dt.date, drop_unk
                 rows += batch.num_rows
                 if progress:
                     progress.update(batch.num_rows)
+        if rows != pf.metadata.num_rows:
+            raise IngestError(f"{label}: read {rows} rows but the file's metadata says {pf.metadata.num_rows}")
+        if sidecar_info is not None:   # the source version travels with the CSV, written before its rename
+            write_sidecar(dest, {"version": sidecar_info.get("version"), "rows": rows})
     return rows
 
 
@@ -113,15 +117,28 @@ class ParquetToCsv(MonthTask):
 
     drop_unknown_columns = luigi.BoolParameter(
         default=False, description="ignore file columns the table does not know instead of failing")
+    name_template = "Convert {dataset} {month}"
 
     def requires(self) -> DownloadMonth:
-        return DownloadMonth(dataset=self.dataset, month=self.month)
+        return DownloadMonth(**self.month_args())
 
     def output(self) -> luigi.LocalTarget:
         return luigi.LocalTarget(str(self.csv_path()))
 
+    def local_version(self) -> str | None:
+        return read_sidecar(self.csv_path()).get("version")
+
+    def own_complete(self) -> bool:
+        if not super().own_complete():
+            return False
+        # Built from the raw file now on disk (or, if that was cleaned up, from the one asked for).
+        wanted = self.source_version or self.requires().local_version()
+        return wanted in (None, "", self.local_version())
+
     def run(self) -> None:
-        progress = Progress(self, "convert to CSV", None, "rows")
-        parquet_to_csv(Path(self.input().path), Path(self.output().path), self.dataset, self.month,
-                       self.drop_unknown_columns, progress)
+        progress = Progress(self, f"{self}", None, "rows")
+        raw = self.raw_path()
+        rows = parquet_to_csv(raw, self.csv_path(), self.dataset, self.month, self.drop_unknown_columns,
+                              progress, sidecar_info=read_sidecar(raw))
         progress.finish()
+        self.set_status_message(f"{self}: {rows:,} rows written")

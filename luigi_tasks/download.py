@@ -1,8 +1,17 @@
-"""DownloadMonth: fetch one month's Parquet file, keep it only if it really is one."""
+"""DownloadMonth: fetch one month's Parquet file, keep it only if it really is one.
+
+Beside the file, ``<file>.source.json`` records which version of the source it is
+(HTTP ETag / Last-Modified / Content-Length, or size and mtime for file://), so a
+re-published month can be told from the one already loaded.
+"""
 from __future__ import annotations
 
+import hashlib
 import http.client
+import json
+import os
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -18,11 +27,67 @@ DEFAULT_URL_TEMPLATE = "https://d37ci6vzurychx.cloudfront.net/trip-data/{dataset
 CHUNK = 1 << 20
 
 
-def fetch(url: str, dest: Path, progress: Progress | None = None, timeout: float = 60) -> int:
-    """Stream ``url`` (http, https or file) to ``dest`` atomically; return the file's row count."""
-    with atomic_file(dest) as tmp:
+def _local_path(url: str) -> str:
+    return urllib.request.url2pathname(urllib.parse.urlparse(url).path)
+
+
+def source_info(url: str, headers=None) -> dict:
+    """What identifies this version of the source: HTTP validators, or size+mtime of a file."""
+    if url.startswith("file:"):
+        st = os.stat(_local_path(url))
+        info = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    else:
+        info = {"etag": headers.get("ETag"), "last_modified": headers.get("Last-Modified"),
+                "content_length": headers.get("Content-Length")}
+    digest = hashlib.sha1(json.dumps(info, sort_keys=True).encode()).hexdigest()[:12]
+    return {"version": digest, **info}
+
+
+def _open(url: str, method: str = "GET", timeout: float = 60):
+    try:
+        return urllib.request.urlopen(urllib.request.Request(url, method=method), timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        raise IngestError(f"download failed: HTTP {exc.code} {exc.reason} for {url}") from None
+    except urllib.error.URLError as exc:
+        raise IngestError(f"download failed: {exc.reason} for {url}") from None
+    except (http.client.HTTPException, OSError) as exc:
+        raise IngestError(f"download failed: {type(exc).__name__}: {exc} for {url}") from None
+
+
+def probe(url: str) -> str:
+    """The source's current version, without downloading it (a HEAD request)."""
+    if url.startswith("file:"):
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as resp, open(tmp, "wb") as out:
+            return source_info(url)["version"]
+        except OSError as exc:
+            raise IngestError(f"cannot read {url}: {exc.strerror}") from None
+    with _open(url, "HEAD", timeout=30) as resp:
+        return source_info(url, resp.headers)["version"]
+
+
+def sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".source.json")
+
+
+def read_sidecar(path: Path) -> dict:
+    try:
+        return json.loads(sidecar(path).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def write_sidecar(path: Path, info: dict) -> None:
+    with atomic_file(sidecar(path)) as tmp:
+        tmp.write_text(json.dumps(info, indent=1, sort_keys=True))
+
+
+def fetch(url: str, dest: Path, progress: Progress | None = None, timeout: float = 60) -> dict:
+    """Stream ``url`` (http, https or file) to ``dest`` atomically; return its source info and rows."""
+    with atomic_file(dest) as tmp:
+        resp = _open(url, timeout=timeout)
+        try:
+            with resp, open(tmp, "wb") as out:
+                info = source_info(url, resp.headers)
                 length = resp.headers.get("Content-Length")
                 expected = int(length) if length and length.isdigit() else None
                 if progress:
@@ -33,15 +98,13 @@ def fetch(url: str, dest: Path, progress: Progress | None = None, timeout: float
                     received += len(chunk)
                     if progress:
                         progress.update(len(chunk))
-        except urllib.error.HTTPError as exc:
-            raise IngestError(f"download failed: HTTP {exc.code} {exc.reason} for {url}") from None
-        except urllib.error.URLError as exc:
-            raise IngestError(f"download failed: {exc.reason} for {url}") from None
         except (http.client.HTTPException, OSError) as exc:
             raise IngestError(f"download failed: {type(exc).__name__}: {exc} for {url}") from None
         if expected is not None and received != expected:
             raise IngestError(f"download failed: received {received} of {expected} bytes from {url}")
-        return validate_parquet(tmp, url)
+        info.update(url=url, rows=validate_parquet(tmp, url), bytes=received)
+        write_sidecar(dest, info)   # before the rename: a finished file always has its version beside it
+    return info
 
 
 def validate_parquet(path: Path, source: str) -> int:
@@ -54,7 +117,7 @@ def validate_parquet(path: Path, source: str) -> int:
     if head.lstrip().startswith(b"<"):
         kind = "an XML" if head.lstrip().startswith(b"<?xml") else "an HTML"
         raise IngestError(f"{source} returned {kind} page ({size} bytes), not Parquet: "
-                          f"{head[:80].decode('utf-8', 'replace').split(chr(10))[0]!r}")
+                          f"{head[:80].decode('utf-8', 'replace').splitlines()[0]!r}")
     if size < 12 or head[:4] != b"PAR1" or tail != b"PAR1":
         raise IngestError(f"{source} is not a complete Parquet file ({size} bytes; missing PAR1 "
                           f"{'header' if head[:4] != b'PAR1' else 'footer'}): truncated or not Parquet")
@@ -72,6 +135,7 @@ class DownloadMonth(MonthTask):
 
     url_template = luigi.Parameter(default=DEFAULT_URL_TEMPLATE,
                                    description="source URL; {dataset} and {month} (YYYY-MM) are filled in")
+    name_template = "Download {dataset} {month}"
 
     def output(self) -> luigi.LocalTarget:
         return luigi.LocalTarget(str(self.raw_path()))
@@ -80,9 +144,15 @@ class DownloadMonth(MonthTask):
     def url(self) -> str:
         return self.url_template.format(dataset=self.dataset, month=self.ym)
 
-    def run(self) -> None:
-        progress = Progress(self, f"download {self.url}", None, "bytes")
-        rows = fetch(self.url, Path(self.output().path), progress)
-        progress.finish()
-        self.set_status_message(f"downloaded {progress.done:,} bytes, {rows:,} rows")
+    def local_version(self) -> str | None:
+        return read_sidecar(self.raw_path()).get("version")
 
+    def own_complete(self) -> bool:
+        return super().own_complete() and self.source_version in ("", self.local_version())
+
+    def run(self) -> None:
+        progress = Progress(self, f"{self} ({self.url})", None, "bytes")
+        info = fetch(self.url, self.raw_path(), progress)
+        progress.finish()
+        self.set_status_message(f"{self}: {info['bytes']:,} bytes, {info['rows']:,} rows, "
+                                f"version {info['version']}")

@@ -8,18 +8,19 @@ the month or none of it, and a failed or killed load leaves nothing behind.
 """
 from __future__ import annotations
 
+import datetime as dt
 import re
 from pathlib import Path
 
 import luigi
 import psycopg2
-import pyarrow.parquet as pq
 from luigi.contrib.postgres import PostgresTarget
 from psycopg2 import sql
 
 from luigi_tasks import schema
 from luigi_tasks.blocks import SqlAlchemyConnector, first_line
 from luigi_tasks.convert import ParquetToCsv
+from luigi_tasks.download import read_sidecar
 from luigi_tasks.errors import IngestError
 from luigi_tasks.progress import Progress
 from luigi_tasks.tasks import MonthTask
@@ -37,7 +38,11 @@ def parse_table_name(name: str) -> tuple[str, ...]:
 
 
 class BlockPostgresTarget(PostgresTarget):
-    """luigi's marker target, connecting through a block (Unix sockets, sslmode, ...)."""
+    """luigi's marker target, connecting through a block (Unix sockets, sslmode, ...).
+
+    ``update_id`` is ``{dataset}:{YYYY-MM}:{table}:{source version}``; with the version
+    unknown (raw and CSV files cleaned up after loading) any version of the month counts.
+    """
 
     def __init__(self, block: SqlAlchemyConnector, table: str, update_id: str) -> None:
         self.block = block
@@ -49,11 +54,42 @@ class BlockPostgresTarget(PostgresTarget):
         conn.set_client_encoding("utf-8")
         return conn
 
-    def exists(self, connection=None) -> bool:
+    @property
+    def month_prefix(self) -> str:
+        return self.update_id.rsplit(":", 1)[0] + ":"
+
+    def age(self) -> dt.timedelta | None:
+        """How long ago the marker was written (by the server's clock); None if there is none."""
+        any_version = self.update_id.endswith(":")
+        query = sql.SQL("SELECT localtimestamp - max(inserted) FROM {} WHERE " +
+                        ("starts_with(update_id, %s)" if any_version else "update_id = %s")
+                        ).format(sql.Identifier(self.marker_table))
         try:
-            return super().exists(connection)
+            conn = self.connect()
+        except IngestError as exc:
+            raise IngestError(f"marker lookup failed: {exc}") from None
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT to_regclass(%s)", (self.marker_table,))
+                if cur.fetchone()[0] is None:
+                    return None
+                cur.execute(query, (self.update_id,))
+                return cur.fetchone()[0]
         except psycopg2.Error as exc:
             raise IngestError(f"marker lookup in {self.block.describe()} failed: {first_line(exc)}") from None
+        finally:
+            conn.close()
+
+    def exists(self, connection=None) -> bool:
+        return self.age() is not None
+
+    def replace(self, conn) -> None:
+        """Inside the load's transaction: drop this month's older markers, then write this one."""
+        self.create_marker_table()
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("DELETE FROM {} WHERE starts_with(update_id, %s)")
+                        .format(sql.Identifier(self.marker_table)), (self.month_prefix,))
+        self.touch(conn)
 
 
 class _FileReader:
@@ -129,9 +165,12 @@ class LoadMonth(MonthTask):
 
     block = luigi.Parameter(default="local-postgres", description="connection block in config/blocks.yaml")
     table = luigi.Parameter(default="", description="target table; default {dataset}_taxi_trips")
+    name_template = "Load {dataset} {month}"
+    # At most [resources] postgres_loads COPYs run at once (per luigid, or per local scheduler).
+    resources = {"postgres_loads": 1}
 
     def requires(self) -> ParquetToCsv:
-        return ParquetToCsv(dataset=self.dataset, month=self.month)
+        return ParquetToCsv(**self.month_args())
 
     @property
     def table_name(self) -> str:
@@ -144,23 +183,33 @@ class LoadMonth(MonthTask):
             self._connector = SqlAlchemyConnector.load(self.block)
         return self._connector
 
+    def version(self) -> str:
+        """The source version this load is (or would be) made from; empty if unknown."""
+        convert = self.requires()
+        return (self.source_version or convert.requires().local_version() or convert.local_version() or "")
+
     def output(self) -> BlockPostgresTarget:
-        update_id = f"{self.dataset}:{self.ym}:{self.table_name}"
+        update_id = f"{self.dataset}:{self.ym}:{self.table_name}:{self.version()}"
         return BlockPostgresTarget(self.connector(), self.table_name, update_id)
 
+    def output_age(self) -> dt.timedelta | None:
+        return self.output().age()
+
     def run(self) -> None:
-        csv_path = Path(self.input().path)
-        expected = pq.ParquetFile(self.requires().raw_path()).metadata.num_rows
-        progress = Progress(self, f"COPY into {self.table_name}", csv_path.stat().st_size, "bytes")
+        csv_path = self.csv_path()
+        expected = read_sidecar(csv_path).get("rows")   # the Parquet file's own row count
+        progress = Progress(self, f"{self} into {self.table_name}", csv_path.stat().st_size, "bytes")
+        marker = BlockPostgresTarget(self.connector(), self.table_name, f"{self.dataset}:{self.ym}:"
+                                     f"{self.table_name}:{read_sidecar(csv_path).get('version') or ''}")
         conn = self.connector().psycopg2_connect()
         try:
             rows = copy_month(conn, parse_table_name(self.table_name), self.dataset,
                               self.month.strftime("%Y-%m-%d"), csv_path, expected, progress)
-            self.output().touch(conn)
+            marker.replace(conn)
             conn.commit()
         except psycopg2.Error as exc:
             raise IngestError(f"load into {self.table_name} failed: {first_line(exc)}") from None
         finally:
             conn.close()
         progress.finish()
-        self.set_status_message(f"loaded {rows:,} rows into {self.table_name}")
+        self.set_status_message(f"{self}: {rows:,} rows in {self.table_name}")

@@ -1,8 +1,13 @@
 """Logging: expected failures (IngestError) as one line, everything else with its traceback."""
 from __future__ import annotations
 
+import builtins
+import contextlib
 import logging
 import re
+import sys
+import threading
+from collections.abc import Iterator
 
 from luigi_tasks.errors import IngestError
 
@@ -31,3 +36,44 @@ def install() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, OneLineErrors) for f in logger.filters):
             logger.addFilter(OneLineErrors())
+
+
+# -- log_prints ---------------------------------------------------------------
+# print() is swapped once for a dispatcher; which task (if any) a thread is running
+# decides where its output goes, so several worker threads never see each other's prints.
+_original_print = builtins.print
+_current = threading.local()
+_swap_lock = threading.Lock()
+_active = 0
+
+
+def _task_print(*args, sep=" ", end="\n", file=None, flush=False) -> None:
+    task = getattr(_current, "task", None)
+    if task is None or file not in (None, sys.stdout):
+        _original_print(*args, sep=sep, end=end, file=file, flush=flush)
+        return
+    text = (sep if sep is not None else " ").join(str(a) for a in args)
+    for line in text.splitlines() or [""]:
+        logging.getLogger("luigi-interface").info("[%s] %s", task.task_id, line)
+
+
+@contextlib.contextmanager
+def prints_to_log(task, enabled: bool = True) -> Iterator[None]:
+    """Within the block, ``print()`` in this thread logs to luigi-interface with ``task``'s id."""
+    global _active
+    if not enabled:
+        yield
+        return
+    with _swap_lock:
+        if _active == 0:
+            builtins.print = _task_print
+        _active += 1
+    _current.task = task
+    try:
+        yield
+    finally:
+        _current.task = None
+        with _swap_lock:
+            _active -= 1
+            if _active == 0:
+                builtins.print = _original_print

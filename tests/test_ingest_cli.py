@@ -1,6 +1,8 @@
 """IngestMonth end to end through the real ``luigi`` command line."""
 from __future__ import annotations
 
+import json
+
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
@@ -9,6 +11,12 @@ from conftest import REFERENCE, markers, month_counts
 from luigi_tasks.synth import sample_to_parquet, write_month
 
 RC_TASK_FAILED = 30
+
+
+def delete_marker(db, prefix: str) -> None:
+    with db.cursor() as cur:
+        cur.execute("DELETE FROM table_updates WHERE starts_with(update_id, %s)", (prefix,))
+        assert cur.rowcount == 1
 
 
 def serve_month(run, month: str, rows: int, seed: int = 1):
@@ -33,8 +41,10 @@ def test_month_end_to_end(run_luigi, db):
     assert first_pickup == pc.min(expected["tpep_pickup_datetime"]).as_py()
     assert null_fees == expected["airport_fee"].null_count > 0
     assert cbd == 0   # a 2022 file has no cbd_congestion_fee: the column is NULL
-    assert markers(db, run_luigi.table) == [f"yellow:2022-01:{run_luigi.table}"]
-    assert (run_luigi.data_dir / "raw/yellow/yellow_tripdata_2022-01.parquet").read_bytes() == src.read_bytes()
+    raw = run_luigi.data_dir / "raw/yellow/yellow_tripdata_2022-01.parquet"
+    version = json.loads(raw.with_name(raw.name + ".source.json").read_text())["version"]
+    assert markers(db, run_luigi.table) == [f"yellow:2022-01:{run_luigi.table}:{version}"]
+    assert raw.read_bytes() == src.read_bytes()
     assert (run_luigi.data_dir / "csv/yellow/yellow_tripdata_2022-01.csv").exists()
 
     again = run_luigi("--month", "2022-01")
@@ -58,14 +68,12 @@ def test_rerun_after_marker_deleted_replaces_the_month(run_luigi, db):
     serve_month(run_luigi, "2022-02", 1000, seed=2)
     assert run_luigi("--month", "2022-01").returncode == 0
     assert run_luigi("--month", "2022-02").returncode == 0
-    with db.cursor() as cur:
-        cur.execute("DELETE FROM table_updates WHERE update_id = %s", (f"yellow:2022-01:{run_luigi.table}",))
+    delete_marker(db, f"yellow:2022-01:{run_luigi.table}:")
     assert run_luigi("--month", "2022-01").returncode == 0
     assert month_counts(db, run_luigi.table) == {"2022-01": 3000, "2022-02": 1000}
 
     # A corrected file re-published by the source replaces the month's rows, never adds to them.
-    with db.cursor() as cur:
-        cur.execute("DELETE FROM table_updates WHERE update_id = %s", (f"yellow:2022-01:{run_luigi.table}",))
+    delete_marker(db, f"yellow:2022-01:{run_luigi.table}:")
     for sub in ("raw", "csv"):
         next((run_luigi.data_dir / sub / "yellow").glob("*2022-01*")).unlink()
     serve_month(run_luigi, "2022-01", 2500, seed=7)
