@@ -97,18 +97,26 @@ def parquet_to_csv(src: Path, dest: Path, dataset: str, month: dt.date, drop_unk
     sources = sorted({s for s in plan.values() if s is not None})
     if progress:
         progress.total = pf.metadata.num_rows
-    rows = 0
+    rows = outside = 0
+    start = pa.scalar(dt.datetime.combine(month, dt.time()), pa.timestamp("us"))
+    stop = pa.scalar(dt.datetime.combine((month + dt.timedelta(days=32)).replace(day=1), dt.time()),
+                     pa.timestamp("us"))
+    pickup = schema.PICKUP[dataset]
     with atomic_file(dest) as tmp:
         with pacsv.CSVWriter(tmp, out_schema, write_options=pacsv.WriteOptions(include_header=False)) as out:
             for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=sources):
-                out.write_batch(_normalise(batch, plan, out_schema, month_value, label))
+                normalised = _normalise(batch, plan, out_schema, month_value, label)
+                out.write_batch(normalised)
                 rows += batch.num_rows
+                when = normalised.column(pickup)
+                outside += pc.sum(pc.or_(pc.less(when, start), pc.greater_equal(when, stop))).as_py() or 0
                 if progress:
                     progress.update(batch.num_rows)
         if rows != pf.metadata.num_rows:
             raise IngestError(f"{label}: read {rows} rows but the file's metadata says {pf.metadata.num_rows}")
         if sidecar_info is not None:   # the source version travels with the CSV, written before its rename
-            write_sidecar(dest, {"version": sidecar_info.get("version"), "rows": rows})
+            write_sidecar(dest, {"version": sidecar_info.get("version"), "rows": rows,
+                                 "pickups_outside_month": outside})
     return rows
 
 

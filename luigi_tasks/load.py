@@ -197,10 +197,11 @@ class LoadMonth(MonthTask):
 
     def run(self) -> None:
         csv_path = self.csv_path()
-        expected = read_sidecar(csv_path).get("rows")   # the Parquet file's own row count
+        report = read_sidecar(csv_path)
+        expected = report.get("rows")   # the Parquet file's own row count
         progress = Progress(self, f"{self} into {self.table_name}", csv_path.stat().st_size, "bytes")
         marker = BlockPostgresTarget(self.connector(), self.table_name, f"{self.dataset}:{self.ym}:"
-                                     f"{self.table_name}:{read_sidecar(csv_path).get('version') or ''}")
+                                     f"{self.table_name}:{report.get('version') or ''}")
         conn = self.connector().psycopg2_connect()
         try:
             rows = copy_month(conn, parse_table_name(self.table_name), self.dataset,
@@ -213,3 +214,5 @@ class LoadMonth(MonthTask):
             conn.close()
         progress.finish()
         self.set_status_message(f"{self}: {rows:,} rows in {self.table_name}")
+        print(f"loaded {rows:,} rows into {self.table_name} for {self.ym} "
+              f"({report.get('pickups_outside_month', 0):,} with a pickup outside the month)")

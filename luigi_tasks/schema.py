@@ -71,6 +71,10 @@ REQUIRED: dict[str, tuple[str, ...]] = {
 }
 
 
+# The column that says when a trip happened; trips outside the file's month are counted in the load report.
+PICKUP: dict[str, str] = {"yellow": "tpep_pickup_datetime"}
+
+
 def columns(dataset: str) -> tuple[Column, ...]:
     """The table's columns, in table order (``source_month`` last)."""
     return TABLES[dataset]

