@@ -5,9 +5,9 @@ import dataclasses
 import functools
 import http.server
 import itertools
+import os
 import socket
 import struct
-import os
 import subprocess
 import sys
 import threading
