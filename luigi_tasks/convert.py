@@ -115,8 +115,8 @@ def parquet_to_csv(src: Path, dest: Path, dataset: str, month: dt.date, drop_unk
         if rows != pf.metadata.num_rows:
             raise IngestError(f"{label}: read {rows} rows but the file's metadata says {pf.metadata.num_rows}")
         if sidecar_info is not None:   # the source version travels with the CSV, written before its rename
-            write_sidecar(dest, {"version": sidecar_info.get("version"), "rows": rows,
-                                 "pickups_outside_month": outside})
+            write_sidecar(dest, {"version": sidecar_info.get("version"), "url": sidecar_info.get("url"),
+                                 "rows": rows, "pickups_outside_month": outside})
     return rows
 
 

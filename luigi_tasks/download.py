@@ -151,7 +151,8 @@ class DownloadMonth(MonthTask):
         return super().own_complete() and self.source_version in ("", self.local_version())
 
     def run(self) -> None:
-        progress = Progress(self, f"{self} ({self.url})", None, "bytes")
+        # No set_tracking_url(self.url): luigi's update resets the task's retry policy to the default.
+        progress = Progress(self, f"{self}", None, "bytes")
         info = fetch(self.url, self.raw_path(), progress)
         progress.finish()
         self.set_status_message(f"{self}: {info['bytes']:,} bytes, {info['rows']:,} rows, "

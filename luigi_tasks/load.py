@@ -37,6 +37,20 @@ def parse_table_name(name: str) -> tuple[str, ...]:
     return parts
 
 
+LOAD_REPORT = "ingest_loads"
+
+
+def record_load(conn, table: str, dataset: str, month_value: str, report: dict, rows: int) -> None:
+    """Inside the load's transaction: the month's row in the load report (read by the status command)."""
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("""INSERT INTO {} VALUES (%s, %s, %s, %s, %s, %s, %s, now())
+            ON CONFLICT (table_name, source_month) DO UPDATE SET dataset = EXCLUDED.dataset, rows = EXCLUDED.rows,
+              pickups_outside_month = EXCLUDED.pickups_outside_month, source_version = EXCLUDED.source_version,
+              source_url = EXCLUDED.source_url, loaded_at = now()""").format(sql.Identifier(LOAD_REPORT)),
+                    (table, month_value, dataset, rows, report.get("pickups_outside_month"),
+                     report.get("version"), report.get("url")))
+
+
 class BlockPostgresTarget(PostgresTarget):
     """luigi's marker target, connecting through a block (Unix sockets, sslmode, ...).
 
@@ -85,7 +99,6 @@ class BlockPostgresTarget(PostgresTarget):
 
     def replace(self, conn) -> None:
         """Inside the load's transaction: drop this month's older markers, then write this one."""
-        self.create_marker_table()
         with conn.cursor() as cur:
             cur.execute(sql.SQL("DELETE FROM {} WHERE starts_with(update_id, %s)")
                         .format(sql.Identifier(self.marker_table)), (self.month_prefix,))
@@ -117,7 +130,6 @@ def copy_month(conn, table: tuple[str, ...], dataset: str, month_value: str, csv
     stage = sql.Identifier(*table[:-1], f"{final_name}_load")
     cols = sql.SQL(", ").join(sql.Identifier(c.name) for c in schema.columns(dataset))
     with conn.cursor() as cur:
-        _ensure_parent(cur, table, dataset)
         cur.execute(sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS, CHECK (source_month = {}))")
                     .format(stage, parent, sql.Literal(month_value)))
         with open(csv_path, "rb") as fh:
@@ -135,9 +147,24 @@ def copy_month(conn, table: tuple[str, ...], dataset: str, month_value: str, csv
     return loaded
 
 
+def prepare_tables(conn, table: tuple[str, ...], dataset: str, marker: PostgresTarget) -> None:
+    """Create the partitioned table, the load report and the marker table if missing, and commit.
+
+    Done in a short transaction of its own, serialised by an advisory lock, so that
+    months loading in parallel neither race to create them nor wait for each other's COPY.
+    """
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(hashtext('luigi_tasks ddl'))")
+        _ensure_parent(cur, table, dataset)
+        cur.execute(sql.SQL("""CREATE TABLE IF NOT EXISTS {} (
+            table_name text, source_month date, dataset text, rows bigint, pickups_outside_month bigint,
+            source_version text, source_url text, loaded_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (table_name, source_month))""").format(sql.Identifier(LOAD_REPORT)))
+        marker.create_marker_table()   # on its own connection, still inside our lock
+    conn.commit()
+
+
 def _ensure_parent(cur, table: tuple[str, ...], dataset: str) -> None:
-    # Serialise creation: two months loading at once must not both create the table.
-    cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (".".join(table),))
     cur.execute("SELECT relkind FROM pg_class WHERE oid = to_regclass(%s)",
                 (sql.Identifier(*table).as_string(cur.connection),))
     row = cur.fetchone()
@@ -204,8 +231,10 @@ class LoadMonth(MonthTask):
                                      f"{self.table_name}:{report.get('version') or ''}")
         conn = self.connector().psycopg2_connect()
         try:
+            prepare_tables(conn, parse_table_name(self.table_name), self.dataset, marker)
             rows = copy_month(conn, parse_table_name(self.table_name), self.dataset,
                               self.month.strftime("%Y-%m-%d"), csv_path, expected, progress)
+            record_load(conn, self.table_name, self.dataset, self.month.strftime("%Y-%m-%d"), report, rows)
             marker.replace(conn)
             conn.commit()
         except psycopg2.Error as exc:

@@ -1,6 +1,10 @@
-"""Progress of long task steps, shown in luigid's visualizer (status message and percentage)."""
+"""Progress of long task steps: luigid's visualizer (status message, percentage) and, on a terminal, tqdm.
+
+No bar is drawn when stderr is not a terminal (cron, CI), so logs stay one line per event.
+"""
 from __future__ import annotations
 
+import sys
 import time
 
 import luigi
@@ -10,18 +14,40 @@ class Progress:
     """Reports ``done`` of ``total`` units to a running luigi task, at most every ``interval`` s."""
 
     def __init__(self, task: luigi.Task, what: str, total: int | None, unit: str, interval: float = 1.0):
-        self.task, self.what, self.total, self.unit, self.interval = task, what, total, unit, interval
+        self.task, self.what, self.unit, self.interval = task, what, unit, interval
+        self._total = total
         self.done = 0
         self._last = 0.0
+        self._bar = None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+            scale = unit == "bytes"
+            self._bar = tqdm(total=total, desc=what, unit="B" if scale else f" {unit}", unit_scale=scale,
+                             unit_divisor=1024 if scale else 1000, leave=False, file=sys.stderr)
+
+    @property
+    def total(self) -> int | None:
+        return self._total
+
+    @total.setter
+    def total(self, value: int | None) -> None:
+        self._total = value
+        if self._bar is not None:
+            self._bar.total = value
+            self._bar.refresh()
 
     def update(self, n: int) -> None:
         self.done += n
+        if self._bar is not None:
+            self._bar.update(n)
         now = time.monotonic()
         if now - self._last >= self.interval:
             self._last = now
             self._report()
 
     def finish(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
         self._report()
 
     def _report(self) -> None:

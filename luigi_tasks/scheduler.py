@@ -1,0 +1,208 @@
+"""The central scheduler: luigid on 127.0.0.1 with its state, logs, pid file and task history under data/.
+
+    python -m luigi_tasks.scheduler start|stop|status [--port 8082] [--address 127.0.0.1]
+
+Task history goes to a database (``[luigid] history_database``) in the PostgreSQL
+server of a block (``[luigid] block``): a SQLite history crashes luigid under SQLAlchemy 2.
+luigid gets a generated config file (``data/scheduler/luigid.cfg``, mode 0600) that is
+this repository's luigi.cfg plus ``[task_history] db_connection``.
+"""
+from __future__ import annotations
+
+import argparse
+import configparser
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import luigi
+
+from luigi_tasks.blocks import SqlAlchemyConnector, first_line
+from luigi_tasks.errors import IngestError
+
+
+class luigid(luigi.Config):  # noqa: N801 - section name in luigi.cfg
+    address = luigi.Parameter(default="127.0.0.1", description="interface luigid listens on")
+    port = luigi.IntParameter(default=8082)
+    state_dir = luigi.Parameter(default="data/scheduler", description="state, pid file, logs, config")
+    block = luigi.Parameter(default="local-postgres", description="block whose server keeps the task history")
+    history_database = luigi.Parameter(default="luigi_history")
+
+
+class Scheduler:
+    def __init__(self, address: str, port: int, state_dir: str | Path, block: str, history_database: str):
+        self.address, self.port = address, int(port)
+        self.dir = Path(state_dir).absolute()
+        self.block_name, self.history_database = block, history_database
+
+    @classmethod
+    def from_config(cls, **overrides) -> Scheduler:
+        cfg = luigid()
+        values = {k: getattr(cfg, k) for k in ("address", "port", "state_dir", "block", "history_database")}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    @property
+    def pidfile(self) -> Path:
+        return self.dir / "luigid.pid"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}:{self.port}"
+
+    def pid(self) -> int | None:
+        """The running luigid's pid; a stale pid file (dead process, or not luigid) is removed."""
+        try:
+            pid = int(self.pidfile.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            cmdline = ""
+        if "luigid" not in cmdline:
+            self.pidfile.unlink(missing_ok=True)
+            return None
+        return pid
+
+    def responding(self) -> bool:
+        try:
+            with urllib.request.urlopen(urllib.request.Request(f"{self.url}/", method="HEAD"), timeout=2):
+                return True
+        except OSError:
+            return False
+
+    def history_url(self) -> str:
+        block = SqlAlchemyConnector.load(self.block_name)
+        self._create_history_database(block)
+        url = block.url().set(database=self.history_database)
+        return url.render_as_string(hide_password=False)
+
+    def _create_history_database(self, block: SqlAlchemyConnector) -> None:
+        import psycopg2
+        from psycopg2 import sql
+
+        conn = block.psycopg2_connect()
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.history_database,))
+                if cur.fetchone() is None:
+                    cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.history_database)))
+        except psycopg2.Error as exc:
+            raise IngestError(f"cannot create the task-history database {self.history_database!r} "
+                              f"in {block.describe()}: {first_line(exc)}") from None
+        finally:
+            conn.close()
+
+    def write_config(self) -> Path:
+        cfg = configparser.ConfigParser(interpolation=None)
+        for path in luigi.configuration.get_config()._config_paths:
+            if Path(path).exists() and Path(path).suffix == ".cfg":
+                cfg.read(path)
+        for section, values in {
+            "scheduler": {"record_task_history": "true", "state_path": str(self.dir / "state.pickle")},
+            "task_history": {"db_connection": self.history_url()},
+        }.items():
+            if not cfg.has_section(section):
+                cfg.add_section(section)
+            for key, value in values.items():
+                cfg.set(section, key, value)
+        for section in cfg.sections():   # luigi's parser interpolates: a literal % must be %%
+            for key, value in cfg.items(section):
+                cfg.set(section, key, value.replace("%", "%%"))
+        path = self.dir / "luigid.cfg"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)   # it may hold a password
+        with os.fdopen(fd, "w") as fh:
+            cfg.write(fh)
+        return path
+
+    def start(self, wait: float = 30) -> int:
+        pid = self.pid()
+        if pid and self.responding():
+            return pid
+        if pid:
+            raise IngestError(f"luigid (pid {pid}) is running but not answering on {self.url}; "
+                              f"see {self.dir / 'log'}")
+        (self.dir / "log").mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "LUIGI_CONFIG_PATH": str(self.write_config())}
+        luigid_bin = shutil.which("luigid") or str(Path(sys.executable).with_name("luigid"))
+        with open(self.dir / "log" / "luigid.out", "ab") as out:
+            proc = subprocess.Popen(
+                [luigid_bin, "--address", self.address, "--port", str(self.port),
+                 "--state-path", str(self.dir / "state.pickle"), "--logdir", str(self.dir / "log")],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                start_new_session=True, cwd=self.dir)
+        self.pidfile.write_text(f"{proc.pid}\n")
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                self.pidfile.unlink(missing_ok=True)
+                tail = (self.dir / "log" / "luigid.out").read_text(errors="replace").strip().splitlines()[-1:]
+                raise IngestError(f"luigid exited at start-up (code {proc.returncode}): "
+                                  f"{tail[0] if tail else 'no output'}; see {self.dir / 'log'}")
+            if self.responding():
+                return proc.pid
+            time.sleep(0.2)
+        raise IngestError(f"luigid did not answer on {self.url} within {wait:.0f} s; see {self.dir / 'log'}")
+
+    def stop(self, wait: float = 15) -> bool:
+        pid = self.pid()
+        if pid is None:
+            return False
+        os.kill(pid, signal.SIGTERM)   # luigid saves its state on SIGTERM
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            time.sleep(0.1)
+        if Path(f"/proc/{pid}").exists():
+            os.kill(pid, signal.SIGKILL)
+        self.pidfile.unlink(missing_ok=True)
+        return True
+
+    def status(self) -> dict:
+        pid = self.pid()
+        return {"running": bool(pid) and self.responding(), "pid": pid, "url": self.url,
+                "visualizer": f"{self.url}/static/visualiser/index.html", "state_dir": str(self.dir)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m luigi_tasks.scheduler", description="Run luigid for this project.")
+    ap.add_argument("command", choices=["start", "stop", "status"])
+    ap.add_argument("--address", help="listening address (default [luigid] address: 127.0.0.1)")
+    ap.add_argument("--port", type=int, help="port (default [luigid] port: 8082)")
+    ap.add_argument("--state-dir", help="state, logs, pid file (default [luigid] state_dir: data/scheduler)")
+    ap.add_argument("--json", action="store_true", help="status as JSON")
+    args = ap.parse_args(argv)
+    sched = Scheduler.from_config(address=args.address, port=args.port, state_dir=args.state_dir)
+    try:
+        if args.command == "start":
+            pid = sched.start()
+            print(f"luigid running (pid {pid}): visualizer {sched.status()['visualizer']}")
+        elif args.command == "stop":
+            print("luigid stopped" if sched.stop() else "luigid was not running")
+        else:
+            status = sched.status()
+            if args.json:
+                print(json.dumps(status))
+            else:
+                state = f"running (pid {status['pid']})" if status["running"] else "stopped"
+                print(f"luigid {state}: {status['url']}")
+            return 0 if status["running"] else 3
+    except IngestError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
