@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import logging
 import os
 import urllib.error
 import urllib.parse
@@ -25,6 +26,7 @@ from luigi_tasks.tasks import MonthTask
 
 DEFAULT_URL_TEMPLATE = "https://d37ci6vzurychx.cloudfront.net/trip-data/{dataset}_tripdata_{month}.parquet"
 CHUNK = 1 << 20
+logger = logging.getLogger("luigi-interface")
 
 
 def _local_path(url: str) -> str:
@@ -63,6 +65,40 @@ def probe(url: str) -> str:
             raise IngestError(f"cannot read {url}: {exc.strerror}") from None
     with _open(url, "HEAD", timeout=30) as resp:
         return source_info(url, resp.headers)["version"]
+
+
+class RemoteFile(luigi.Target):
+    """A file at a URL: exists if the source has it (HEAD 200), not if it answers 404/403."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def exists(self) -> bool:
+        if self.url.startswith("file:"):
+            return os.path.exists(_local_path(self.url))
+        try:
+            with urllib.request.urlopen(urllib.request.Request(self.url, method="HEAD"), timeout=30):
+                return True
+        except urllib.error.HTTPError as exc:
+            if exc.code in (403, 404):   # the CDN answers 403 for an object it does not have
+                logger.warning("not published: %s answers HTTP %s %s", self.url, exc.code, exc.reason)
+                return False
+            raise IngestError(f"cannot check {self.url}: HTTP {exc.code} {exc.reason}") from None
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise IngestError(f"cannot check {self.url}: {reason}") from None
+
+
+class PublishedMonth(luigi.ExternalTask):
+    """The month's file at the source. Missing (not published yet, or never) -> luigi's missing-data exit code."""
+
+    url = luigi.Parameter()
+
+    def output(self) -> RemoteFile:
+        return RemoteFile(self.url)
+
+    def __str__(self) -> str:
+        return f"Published file {self.url}"
 
 
 def sidecar(path: Path) -> Path:
@@ -136,6 +172,9 @@ class DownloadMonth(MonthTask):
     url_template = luigi.Parameter(default=DEFAULT_URL_TEMPLATE,
                                    description="source URL; {dataset} and {month} (YYYY-MM) are filled in")
     name_template = "Download {dataset} {month}"
+
+    def requires(self) -> PublishedMonth:
+        return PublishedMonth(url=self.url)
 
     def output(self) -> luigi.LocalTarget:
         return luigi.LocalTarget(str(self.raw_path()))

@@ -36,8 +36,12 @@ class luigid(luigi.Config):  # noqa: N801 - section name in luigi.cfg
 
 
 class Scheduler:
-    def __init__(self, address: str, port: int, state_dir: str | Path, block: str, history_database: str):
+    def __init__(self, address: str, port: int, state_dir: str | Path, block: str, history_database: str,
+                 config_files: list[str] | None = None):
         self.address, self.port = address, int(port)
+        # luigid reads these (later ones win), plus the task-history settings we add.
+        self.config_files = config_files or [p for p in luigi.configuration.get_config()._config_paths
+                                             if Path(p).suffix == ".cfg"]
         self.dir = Path(state_dir).absolute()
         self.block_name, self.history_database = block, history_database
 
@@ -103,9 +107,7 @@ class Scheduler:
 
     def write_config(self) -> Path:
         cfg = configparser.ConfigParser(interpolation=None)
-        for path in luigi.configuration.get_config()._config_paths:
-            if Path(path).exists() and Path(path).suffix == ".cfg":
-                cfg.read(path)
+        cfg.read([p for p in self.config_files if Path(p).exists()])
         for section, values in {
             "scheduler": {"record_task_history": "true", "state_path": str(self.dir / "state.pickle")},
             "task_history": {"db_connection": self.history_url()},

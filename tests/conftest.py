@@ -11,6 +11,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import psycopg2
@@ -76,13 +77,19 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         pass
 
     def do_GET(self):
+        if self.path.startswith("/slow/"):   # /slow/<seconds>/<path>: answer late
+            _, _, seconds, rest = self.path.split("/", 3)
+            time.sleep(float(seconds))
+            self.path = "/" + rest
         if self._fail():
             return
         super().do_GET()
 
-    def do_HEAD(self):
+    def do_HEAD(self):   # HEAD (is the month published?) is neither slow nor flaky
         if self.path.startswith("/flaky/"):
             self.path = "/" + self.path.split("/", 4)[4]
+        elif self.path.startswith("/slow/"):
+            self.path = "/" + self.path.split("/", 3)[3]
         super().do_HEAD()
 
     def _fail(self) -> bool:
@@ -141,13 +148,17 @@ def run_luigi(env, http_root, tmp_path, request):
     short = "".join(ch if ch.isalnum() else "_" for ch in request.node.originalname.lower())
     table = f"t{next(_TABLE_NUMBERS)}_{short[5:35]}"   # unique per test, a plain identifier
 
-    def run(*args: str, task: str = "IngestMonth", extra_env: dict | None = None,
-            url: str | None = None) -> subprocess.CompletedProcess:
+    def run(*args: str, task: str = "IngestMonth", extra_env: dict | None = None, url: str | None = None,
+            scheduler: str | None = None, background: bool = False):
         # The test's own arguments come last, so they override the defaults.
-        cmd = [sys.executable, "-m", "luigi", "--module", "luigi_tasks", task, "--local-scheduler",
+        where = ["--scheduler-url", scheduler + "/"] if scheduler else ["--local-scheduler"]
+        cmd = [sys.executable, "-m", "luigi", "--module", "luigi_tasks", task, *where,
                "--pipeline-data-dir", str(tmp_path / "data"),
                "--DownloadMonth-url-template", url or f"{http_root.url}/{table}/{{dataset}}_tripdata_{{month}}.parquet",
                "--LoadMonth-block", "postgres-connector", "--LoadMonth-table", run.table, *args]
+        if background:
+            return subprocess.Popen(cmd, cwd=ROOT, env={**env, **(extra_env or {})}, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
         return subprocess.run(cmd, cwd=ROOT, env={**env, **(extra_env or {})}, capture_output=True,
                               text=True, timeout=300)
 

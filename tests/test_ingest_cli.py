@@ -11,6 +11,7 @@ from conftest import REFERENCE, markers, month_counts
 from luigi_tasks.synth import sample_to_parquet, write_month
 
 RC_TASK_FAILED = 30
+RC_MISSING_DATA = 20
 
 
 def delete_marker(db, prefix: str) -> None:
@@ -99,10 +100,10 @@ def test_error_page_saved_as_parquet_fails_cleanly(run_luigi, db, body, message)
     assert markers(db, run_luigi.table) == []
 
 
-def test_missing_month_404_fails_cleanly(run_luigi, db):
+def test_missing_month_404_is_missing_data(run_luigi, db):
     proc = run_luigi("--month", "2022-04")
-    assert proc.returncode == RC_TASK_FAILED
-    assert "HTTP 404" in proc.stderr and "yellow_tripdata_2022-04.parquet" in proc.stderr
+    assert proc.returncode == RC_MISSING_DATA     # not published (yet): not a failure of ours
+    assert "not published:" in proc.stderr and "yellow_tripdata_2022-04.parquet answers HTTP 404" in proc.stderr
     assert not list(run_luigi.data_dir.rglob("*.parquet*"))
     assert month_counts(db, run_luigi.table) == {}
 

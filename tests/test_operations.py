@@ -1,0 +1,248 @@
+"""Operations: a real luigid (API, progress, history), the visualizer in a real browser, exit codes,
+cron overlap, status, several worker processes sharing a backfill, progress bars on a terminal."""
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import json
+import os
+import pty
+import select
+import socket
+import struct
+import subprocess
+import sys
+import termios
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import psycopg2
+import pytest
+from conftest import DATABASE, ROOT, markers, month_counts
+
+from luigi_tasks.scheduler import Scheduler
+from luigi_tasks.status import add_months
+from luigi_tasks.synth import write_month
+
+ARTIFACTS = ROOT / "test-artifacts"
+HISTORY_DB = "luigi_history_test"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture()
+def luigid(pg, tmp_path_factory):
+    """A real luigid on 127.0.0.1 for one test (task ids do not include the data dir), history in PostgreSQL."""
+    saved = dict(os.environ)
+    os.environ.update({"PGHOST": str(pg.socket_dir), "PGPORT": str(pg.port), "PGDATABASE": DATABASE,
+                       "PGUSER": "postgres", "PGPASSWORD": "unused",
+                       "LUIGI_TASKS_BLOCKS": str(ROOT / "config" / "blocks.yaml")})
+    sched = Scheduler("127.0.0.1", free_port(), tmp_path_factory.mktemp("luigid"), "postgres-connector",
+                      HISTORY_DB, config_files=[str(ROOT / "luigi.cfg"), str(ROOT / "tests" / "luigi.test.cfg")])
+    try:
+        sched.start()
+        yield sched
+    finally:
+        sched.stop()
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def api(sched: Scheduler, method: str, **kwargs):
+    query = urllib.parse.urlencode({"data": json.dumps(kwargs)})
+    with urllib.request.urlopen(f"{sched.url}/api/{method}?{query}", timeout=10) as resp:
+        return json.load(resp)["response"]
+
+
+def test_ingest_through_luigid_reports_progress_and_history(run_luigi, luigid, pg):
+    write_month(run_luigi.serve_dir / "yellow_tripdata_2022-01.parquet", "2022-01", rows=4000)
+    proc = run_luigi("--month", "2022-01", scheduler=luigid.url)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    families = {t["name"]: t for t in api(luigid, "task_list", status="DONE", upstream_status="").values()
+                if t["params"].get("month") == "2022-01"}
+    assert {"DownloadMonth", "ParquetToCsv", "LoadMonth", "IngestMonth"} <= set(families)
+    for name in ("DownloadMonth", "ParquetToCsv", "LoadMonth"):
+        assert families[name]["progress_percentage"] == 100
+        assert families[name]["status_message"]
+    assert "4,000 rows" in families["LoadMonth"]["status_message"]
+    conn = psycopg2.connect(**pg.connect_params(HISTORY_DB))
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM tasks t JOIN task_events e ON e.task_id = t.id "
+                        "WHERE t.name = 'LoadMonth' AND e.event_name = 'DONE'")
+            assert cur.fetchone()[0] >= 1
+    finally:
+        conn.close()
+    with urllib.request.urlopen(f"{luigid.url}/history", timeout=10) as resp:
+        assert resp.status == 200 and b"LoadMonth" in resp.read()
+
+
+def test_retries_through_luigid(run_luigi, luigid, http_root, db):
+    write_month(run_luigi.serve_dir / "yellow_tripdata_2022-02.parquet", "2022-02", rows=900)
+    url = f"{http_root.url}/flaky/500/1/{run_luigi.serve_dir.name}/{{dataset}}_tripdata_{{month}}.parquet"
+    started = time.monotonic()
+    proc = run_luigi("--month", "2022-02", scheduler=luigid.url, url=url)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.count("failed    Download yellow 2022-02") == 1
+    assert time.monotonic() - started < 45   # prune_on_get_work: no 60 s wait for the retry
+    assert month_counts(db, run_luigi.table) == {"2022-02": 900}
+
+
+def test_two_worker_processes_share_a_backfill_exactly_once(run_luigi, luigid, db):
+    months = ["2022-01", "2022-02", "2022-03", "2022-04"]
+    for i, month in enumerate(months):
+        write_month(run_luigi.serve_dir / f"yellow_tripdata_{month}.parquet", month, rows=1500 + i, seed=i)
+    # --no-lock: on one machine luigi's process lock would turn the second process away (as cron wants).
+    procs = [run_luigi("--start", "2022-01", "--stop", "2022-05", "--workers", "2", "--no-lock", task="IngestRange",
+                       scheduler=luigid.url, background=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    errors = [line for _, err in outputs for line in err.splitlines() if " ERROR " in line]
+    assert errors == []
+    # A process some of whose tasks another process ran cannot tell that they finished: luigi says
+    # "run by another worker" (10) or "not granted run permission" (25), never a failure.
+    assert {p.returncode for p in procs} <= {0, 10, 25}
+    assert month_counts(db, run_luigi.table) == {m: 1500 + i for i, m in enumerate(months)}
+    assert len(markers(db, run_luigi.table)) == 4
+    loads = sum(err.count("done      Load yellow") for _, err in outputs)
+    assert loads == 4                                  # each month loaded by exactly one process
+    again = run_luigi("--start", "2022-01", "--stop", "2022-05", task="IngestRange", scheduler=luigid.url)
+    assert again.returncode == 0 and "Did not run any tasks" in again.stderr
+
+
+def test_visualizer_shows_the_ingest_graph(run_luigi, luigid):
+    playwright = pytest.importorskip("playwright.sync_api")
+    chromium = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if Path(p).exists()), None)
+    assert chromium, "Debian's chromium is needed (.ci/run installs it)"
+    write_month(run_luigi.serve_dir / "yellow_tripdata_2022-06.parquet", "2022-06", rows=500)
+    assert run_luigi("--month", "2022-06", scheduler=luigid.url).returncode == 0
+    ingest_id = next(tid for tid, t in api(luigid, "task_list", status="DONE", upstream_status="").items()
+                     if t["name"] == "IngestMonth" and t["params"]["month"] == "2022-06")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(f"{luigid.url}/static/visualiser/index.html#tab=graph&taskId={ingest_id}&visType=svg")
+        page.wait_for_selector("a.graph-node-a", timeout=20000)
+        graph_text = page.inner_text("#graphContainer")
+        done_nodes = page.locator('a.graph-node-a[data-task-status="DONE"]').count()
+        page.screenshot(path=str(ARTIFACTS / "visualizer-graph.png"), full_page=True)
+        page.goto(f"{luigid.url}/static/visualiser/index.html#tab=tasks")
+        page.wait_for_selector("text=postgres_loads", timeout=20000)
+        tasks_text = page.inner_text("body")
+        page.screenshot(path=str(ARTIFACTS / "visualizer-tasks.png"), full_page=True)
+        browser.close()
+    for family in ("IngestMonth", "LoadMonth", "ParquetToCsv", "DownloadMonth", "PublishedMonth"):
+        assert family in graph_text
+    assert done_nodes == 5                              # the whole chain, every node DONE (green)
+    assert f"table={run_luigi.table}" in tasks_text and "month=2022-06" in tasks_text
+    assert '{"postgres_loads":1}' in tasks_text        # the COPY resource shows on LoadMonth
+
+
+def test_stale_pidfile_does_not_stop_the_scheduler_starting(tmp_path, pg, monkeypatch):
+    monkeypatch.setenv("LUIGI_TASKS_BLOCKS", str(ROOT / "config" / "blocks.yaml"))
+    for key, value in {"PGHOST": str(pg.socket_dir), "PGPORT": str(pg.port), "PGDATABASE": DATABASE,
+                       "PGUSER": "postgres", "PGPASSWORD": "unused"}.items():
+        monkeypatch.setenv(key, value)
+    sched = Scheduler("127.0.0.1", free_port(), tmp_path, "postgres-connector", HISTORY_DB,
+                      config_files=[str(ROOT / "luigi.cfg")])
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    sched.pidfile.write_text(f"{dead.pid}\n")            # luigid itself would exit silently on this
+    try:
+        pid = sched.start()
+        assert pid != dead.pid and sched.status()["running"]
+        assert sched.pidfile.read_text().strip() == str(pid)
+    finally:
+        sched.stop()
+    assert not sched.status()["running"] and not sched.pidfile.exists()
+
+
+def _months_back(n: int) -> str:
+    return f"{add_months(dt.date.today().replace(day=1), -n):%Y-%m}"
+
+
+def test_cron_overlap_exits_already_running_and_loads_nothing(run_luigi, http_root, db, env):
+    latest, before = _months_back(2), _months_back(3)
+    for i, month in enumerate((before, latest)):
+        write_month(run_luigi.serve_dir / f"yellow_tripdata_{month}.parquet", month, rows=600 + i, seed=i)
+    slow = f"{http_root.url}/slow/3/{run_luigi.serve_dir.name}/{{dataset}}_tripdata_{{month}}.parquet"
+    cmd = [sys.executable, "-m", "luigi_tasks", "cron", "--lag-months", "2", "--catch-up-months", "2",
+           "--pipeline-data-dir", str(run_luigi.data_dir), "--DownloadMonth-url-template", slow,
+           "--LoadMonth-block", "postgres-connector", "--LoadMonth-table", run_luigi.table]
+    first = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)   # the first holds the lock and waits on the slow source
+    second = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    out, err = first.communicate(timeout=300)
+    assert second.returncode == 10, second.stderr[-2000:]
+    assert "already running" in (second.stdout + second.stderr).lower()
+    assert "running   Download" not in second.stderr
+    assert first.returncode == 0, err[-3000:]
+    assert month_counts(db, run_luigi.table) == {before: 600, latest: 601}
+
+    again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "Did not run any tasks" in again.stderr
+
+
+def test_cron_wrapper_logs_to_a_file():
+    proc = subprocess.run([str(ROOT / "scripts" / "cron-ingest"), "--dry-run"], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0 and proc.stdout == ""
+    log = ROOT / "data" / "logs" / f"cron-{dt.date.today():%Y-%m}.log"
+    assert "RangeMonthly --of IngestMonth --param-name month" in log.read_text().splitlines()[-1]
+
+
+def test_status_lists_loaded_and_missing_months(run_luigi, env, db):
+    for i, month in enumerate(("2022-01", "2022-03")):
+        write_month(run_luigi.serve_dir / f"yellow_tripdata_{month}.parquet", month, rows=250 + i, seed=i)
+        assert run_luigi("--month", month).returncode == 0
+    base = [sys.executable, "-m", "luigi_tasks", "status", "--block", "postgres-connector",
+            "--table", run_luigi.table, "--start", "2022-01", "--stop", "2022-05"]
+    as_json = subprocess.run(base + ["--json"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert as_json.returncode == 0, as_json.stderr
+    report = json.loads(as_json.stdout)
+    assert [(r["month"], r["rows"]) for r in report["loaded"]] == [("2022-01", 250), ("2022-03", 251)]
+    assert report["missing"] == ["2022-02", "2022-04"]
+    assert all(r["source_version"] and r["loaded_at"] for r in report["loaded"])
+    table = subprocess.run(base, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert "2022-03" in table.stdout and "251" in table.stdout and "missing in 2022-01..2022-04: 2022-02, 2022-04" \
+        in table.stdout
+
+
+def test_progress_bar_on_a_terminal_only(run_luigi, env):
+    write_month(run_luigi.serve_dir / "yellow_tripdata_2022-01.parquet", "2022-01", rows=3000)
+    cmd = [sys.executable, "-m", "luigi", "--module", "luigi_tasks", "IngestMonth", "--month", "2022-01",
+           "--local-scheduler", "--pipeline-data-dir", str(run_luigi.data_dir),
+           "--DownloadMonth-url-template",
+           f"file://{run_luigi.serve_dir}/{{dataset}}_tripdata_{{month}}.parquet",
+           "--LoadMonth-block", "postgres-connector", "--LoadMonth-table", run_luigi.table]
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))   # a terminal has a size
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=follower, stdout=follower, stderr=follower)
+    os.close(follower)
+    chunks = []
+    while True:
+        ready, _, _ = select.select([leader], [], [], 60)
+        if not ready:
+            break
+        try:
+            data = os.read(leader, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=60)
+    os.close(leader)
+    screen = b"".join(chunks).decode(errors="replace")
+    assert proc.returncode == 0
+    assert "Convert yellow 2022-01" in screen and "rows/s" in screen     # tqdm drew a bar
+    piped = run_luigi("--month", "2022-02")
+    assert "rows/s" not in piped.stderr and "\r" not in piped.stderr     # not a terminal: no bar
