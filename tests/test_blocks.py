@@ -131,3 +131,19 @@ def test_cli_check_reports_unreachable_server(registry, monkeypatch, tmp_path):
     assert checked.returncode == 2
     assert checked.stderr.startswith("error: block 'server': cannot connect to")
     assert len(checked.stderr.strip().splitlines()) == 1 and SECRET not in checked.stderr
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"TEST_PGUSER": "loader", "TEST_PGPASSWORD": "wrong-password"}, 'password authentication failed for user "loader"'),
+    ({"TEST_DB": "no_such_db"}, 'database "no_such_db" does not exist'),
+])
+def test_cli_check_reports_wrong_password_and_missing_database(registry, monkeypatch, change, message):
+    text = registry.read_text().replace(f"database: {DATABASE}\n    username", "database: ${TEST_DB:-"
+                                        + DATABASE + "}\n    username", 1)
+    registry.write_text(text)
+    for key, value in change.items():
+        monkeypatch.setenv(key, value)
+    checked = _cli("check", "server")
+    assert checked.returncode == 2
+    assert message in checked.stderr and len(checked.stderr.strip().splitlines()) == 1
+    assert "wrong-password" not in checked.stderr
