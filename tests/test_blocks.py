@@ -134,7 +134,8 @@ def test_cli_check_reports_unreachable_server(registry, monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"TEST_PGUSER": "loader", "TEST_PGPASSWORD": "wrong-password"}, 'password authentication failed for user "loader"'),
+    ({"TEST_PGUSER": "loader", "TEST_PGPASSWORD": "wrong-password"},
+     'password authentication failed for user "loader"'),
     ({"TEST_DB": "no_such_db"}, 'database "no_such_db" does not exist'),
 ])
 def test_cli_check_reports_wrong_password_and_missing_database(registry, monkeypatch, change, message):
