@@ -5,7 +5,10 @@ code: memory stays at one batch, and no Python code touches a row.
 """
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import datetime as dt
+import io
 from pathlib import Path
 
 import luigi
@@ -21,7 +24,7 @@ from luigi_tasks.files import atomic_file
 from luigi_tasks.progress import Progress
 from luigi_tasks.tasks import MonthTask
 
-BATCH_ROWS = 131_072
+BATCH_ROWS = 65_536
 
 
 def _compatible(source: pa.DataType, target: pa.DataType) -> bool:
@@ -86,37 +89,67 @@ def _normalise(batch: pa.RecordBatch, plan: dict[str, str | None], out_schema: p
     return pa.RecordBatch.from_arrays(arrays, schema=out_schema)
 
 
+def _ordered_map(fn, items, workers: int):
+    """``map(fn, items)`` on ``workers`` threads, in order, with at most ``workers + 1`` items in flight."""
+    if workers <= 1:
+        yield from map(fn, items)
+        return
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        pending: collections.deque = collections.deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) > workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
 def parquet_to_csv(src: Path, dest: Path, dataset: str, month: dt.date, drop_unknown: bool = False,
-                   progress: Progress | None = None, sidecar_info: dict | None = None) -> int:
-    """Convert ``src`` to a header-less CSV in table column order; return the rows written."""
+                   progress: Progress | None = None, sidecar_info: dict | None = None, threads: int = 2) -> int:
+    """Convert ``src`` to a header-less CSV in table column order; return the rows written.
+
+    Batches are cast and rendered as CSV on ``threads`` threads (Arrow releases the GIL)
+    and written in order; the sidecar records where each batch starts, so the load can
+    split the file at row boundaries for parallel COPY.
+    """
     label = f"{dataset} {month:%Y-%m} ({src.name})"
     pf = pq.ParquetFile(src)
     plan = plan_columns(pf.schema_arrow, dataset, label, drop_unknown)
     out_schema = pa.schema([(c.name, c.arrow_type) for c in schema.columns(dataset)])
     month_value = pa.scalar(month, pa.date32())
     sources = sorted({s for s in plan.values() if s is not None})
-    if progress:
-        progress.total = pf.metadata.num_rows
-    rows = outside = 0
     start = pa.scalar(dt.datetime.combine(month, dt.time()), pa.timestamp("us"))
     stop = pa.scalar(dt.datetime.combine((month + dt.timedelta(days=32)).replace(day=1), dt.time()),
                      pa.timestamp("us"))
-    pickup = schema.PICKUP[dataset]
+    options = pacsv.WriteOptions(include_header=False)
+
+    def render(batch: pa.RecordBatch) -> tuple[int, int, bytes]:
+        normalised = _normalise(batch, plan, out_schema, month_value, label)
+        when = normalised.column(schema.PICKUP[dataset])
+        outside = pc.sum(pc.or_(pc.less(when, start), pc.greater_equal(when, stop))).as_py() or 0
+        buf = io.BytesIO()
+        pacsv.write_csv(normalised, buf, options)
+        return batch.num_rows, outside, buf.getvalue()
+
+    if progress:
+        progress.total = pf.metadata.num_rows
+    rows = outside = 0
+    offsets: list[int] = []
     with atomic_file(dest) as tmp:
-        with pacsv.CSVWriter(tmp, out_schema, write_options=pacsv.WriteOptions(include_header=False)) as out:
-            for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=sources):
-                normalised = _normalise(batch, plan, out_schema, month_value, label)
-                out.write_batch(normalised)
-                rows += batch.num_rows
-                when = normalised.column(pickup)
-                outside += pc.sum(pc.or_(pc.less(when, start), pc.greater_equal(when, stop))).as_py() or 0
+        with open(tmp, "wb") as out:
+            batches = pf.iter_batches(batch_size=BATCH_ROWS, columns=sources)
+            for n, stray, data in _ordered_map(render, batches, threads):
+                offsets.append(out.tell())
+                out.write(data)
+                rows += n
+                outside += stray
                 if progress:
-                    progress.update(batch.num_rows)
+                    progress.update(n)
         if rows != pf.metadata.num_rows:
             raise IngestError(f"{label}: read {rows} rows but the file's metadata says {pf.metadata.num_rows}")
         if sidecar_info is not None:   # the source version travels with the CSV, written before its rename
             write_sidecar(dest, {"version": sidecar_info.get("version"), "url": sidecar_info.get("url"),
-                                 "rows": rows, "pickups_outside_month": outside})
+                                 "rows": rows, "pickups_outside_month": outside, "offsets": offsets})
     return rows
 
 
@@ -125,6 +158,7 @@ class ParquetToCsv(MonthTask):
 
     drop_unknown_columns = luigi.BoolParameter(
         default=False, description="ignore file columns the table does not know instead of failing")
+    threads = luigi.IntParameter(default=2, significant=False, description="conversion threads")
     name_template = "Convert {dataset} {month}"
 
     def requires(self) -> DownloadMonth:
@@ -147,6 +181,6 @@ class ParquetToCsv(MonthTask):
         progress = Progress(self, f"{self}", None, "rows")
         raw = self.raw_path()
         rows = parquet_to_csv(raw, self.csv_path(), self.dataset, self.month, self.drop_unknown_columns,
-                              progress, sidecar_info=read_sidecar(raw))
+                              progress, sidecar_info=read_sidecar(raw), threads=self.threads)
         progress.finish()
         self.set_status_message(f"{self}: {rows:,} rows written")

@@ -8,6 +8,7 @@ the month or none of it, and a failed or killed load leaves nothing behind.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
 import re
 from pathlib import Path
@@ -105,46 +106,113 @@ class BlockPostgresTarget(PostgresTarget):
         self.touch(conn)
 
 
-class _FileReader:
-    """File wrapper that counts bytes as COPY pulls them, for progress."""
+class _FileRange:
+    """A byte range of a file, read by COPY; counts bytes for progress."""
 
-    def __init__(self, fh, progress: Progress | None) -> None:
-        self.fh, self.progress = fh, progress
+    def __init__(self, path: Path, start: int, stop: int, progress: Progress | None) -> None:
+        self.fh = open(path, "rb")
+        self.fh.seek(start)
+        self.left, self.progress = stop - start, progress
 
     def read(self, size: int = -1) -> bytes:
-        data = self.fh.read(size)
+        size = self.left if size < 0 else min(size, self.left)
+        data = self.fh.read(size) if size > 0 else b""
+        self.left -= len(data)
         if self.progress:
             self.progress.update(len(data))
         return data
 
     readline = read
 
+    def close(self) -> None:
+        self.fh.close()
 
-def copy_month(conn, table: tuple[str, ...], dataset: str, month_value: str, csv_path: Path,
-               expected_rows: int | None, progress: Progress | None = None) -> int:
-    """Inside the caller's transaction: load ``csv_path`` as the partition for ``month_value``."""
-    parent = sql.Identifier(*table)
-    suffix = month_value[:7].replace("-", "_")
-    final_name = f"{table[-1]}_{suffix}"
-    final = sql.Identifier(*table[:-1], final_name)
-    stage = sql.Identifier(*table[:-1], f"{final_name}_load")
-    cols = sql.SQL(", ").join(sql.Identifier(c.name) for c in schema.columns(dataset))
-    with conn.cursor() as cur:
+
+def split_ranges(size: int, offsets: list[int] | None, parts: int) -> list[tuple[int, int]]:
+    """Cut [0, size) into about ``parts`` ranges at row boundaries (``offsets``, from the converter)."""
+    if parts <= 1 or not offsets:
+        return [(0, size)]
+    cuts = sorted({min(offsets, key=lambda o: abs(o - size * k // parts)) for k in range(1, parts)} - {0, size})
+    bounds = [0, *cuts, size]
+    return list(zip(bounds, bounds[1:], strict=False))
+
+
+class MonthLoad:
+    """Names and SQL for loading one month of ``table`` through a stage table."""
+
+    def __init__(self, table: tuple[str, ...], dataset: str, month_value: str) -> None:
+        self.table, self.dataset, self.month_value = table, dataset, month_value
+        self.parent = sql.Identifier(*table)
+        self.final_name = f"{table[-1]}_{month_value[:7].replace('-', '_')}"
+        self.final = sql.Identifier(*table[:-1], self.final_name)
+        self.stage = sql.Identifier(*table[:-1], f"{self.final_name}_load")
+        self.cols = sql.SQL(", ").join(sql.Identifier(c.name) for c in schema.columns(dataset))
+
+    def create_stage(self, cur) -> None:
+        cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(self.stage))   # a killed run's leftover
         cur.execute(sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS, CHECK (source_month = {}))")
-                    .format(stage, parent, sql.Literal(month_value)))
-        with open(csv_path, "rb") as fh:
-            cur.copy_expert(sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, FREEZE true)")
-                            .format(stage, cols).as_string(conn), _FileReader(fh, progress))
-        loaded = cur.rowcount
-        if expected_rows is not None and loaded != expected_rows:
-            raise IngestError(f"{dataset} {month_value[:7]}: loaded {loaded} rows but the Parquet file "
-                              f"has {expected_rows}; rolled back")
-        for old in _partitions_for(cur, table, month_value):
+                    .format(self.stage, self.parent, sql.Literal(self.month_value)))
+
+    def copy(self, cur, reader, freeze: bool) -> int:
+        options = "FORMAT csv, FREEZE true" if freeze else "FORMAT csv"
+        cur.copy_expert(sql.SQL("COPY {} ({}) FROM STDIN WITH (" + options + ")")
+                        .format(self.stage, self.cols).as_string(cur.connection), reader)
+        return cur.rowcount
+
+    def check(self, loaded: int, expected: int | None) -> None:
+        if expected is not None and loaded != expected:
+            raise IngestError(f"{self.dataset} {self.month_value[:7]}: loaded {loaded} rows but the Parquet "
+                              f"file has {expected}; rolled back")
+
+    def swap_in(self, cur) -> None:
+        """Replace the month's partition by the stage table (inside the final transaction)."""
+        for old in _partitions_for(cur, self.table, self.month_value):
             cur.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(*old)))
-        cur.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(stage, sql.Identifier(final_name)))
+        cur.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(self.stage, sql.Identifier(self.final_name)))
+        # The CHECK constraint matches the partition bound, so ATTACH does not scan the rows.
         cur.execute(sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES IN ({})")
-                    .format(parent, final, sql.Literal(month_value)))
-    return loaded
+                    .format(self.parent, self.final, sql.Literal(self.month_value)))
+
+
+def copy_month(conn, load: MonthLoad, csv_path: Path, expected_rows: int | None, connect=None,
+               offsets: list[int] | None = None, connections: int = 1, progress: Progress | None = None) -> int:
+    """Fill the stage table; on return the caller's transaction (on ``conn``) may swap it in.
+
+    One connection: the stage is created in the caller's transaction and loaded with
+    ``COPY ... FREEZE`` (no WAL with wal_level=minimal). Several: the stage is committed
+    first and each connection COPYs a slice of the CSV in parallel, since one COPY is
+    bound to one server core. Either way nothing is visible until the caller commits.
+    """
+    ranges = split_ranges(csv_path.stat().st_size, offsets, connections if connect else 1)
+    with conn.cursor() as cur:
+        load.create_stage(cur)
+        if len(ranges) == 1:
+            reader = _FileRange(csv_path, 0, ranges[0][1], progress)
+            try:
+                loaded = load.copy(cur, reader, freeze=True)
+            finally:
+                reader.close()
+            load.check(loaded, expected_rows)
+            return loaded
+    conn.commit()
+    with concurrent.futures.ThreadPoolExecutor(len(ranges)) as pool:
+        counts = list(pool.map(lambda r: _copy_range(connect, load, csv_path, r, progress), ranges))
+    load.check(sum(counts), expected_rows)
+    return sum(counts)
+
+
+def _copy_range(connect, load: MonthLoad, csv_path: Path, byte_range: tuple[int, int],
+                progress: Progress | None) -> int:
+    conn = connect()
+    reader = _FileRange(csv_path, *byte_range, progress)
+    try:
+        with conn.cursor() as cur:
+            rows = load.copy(cur, reader, freeze=False)
+        conn.commit()
+        return rows
+    finally:
+        reader.close()
+        conn.close()
 
 
 def prepare_tables(conn, table: tuple[str, ...], dataset: str, marker: PostgresTarget) -> None:
@@ -192,6 +260,8 @@ class LoadMonth(MonthTask):
 
     block = luigi.Parameter(default="local-postgres", description="connection block in config/blocks.yaml")
     table = luigi.Parameter(default="", description="target table; default {dataset}_taxi_trips")
+    copy_connections = luigi.IntParameter(default=2, significant=False,
+                                          description="parallel COPY connections (1: one COPY ... FREEZE)")
     name_template = "Load {dataset} {month}"
     # At most [resources] postgres_loads COPYs run at once (per luigid, or per local scheduler).
     resources = {"postgres_loads": 1}
@@ -229,18 +299,29 @@ class LoadMonth(MonthTask):
         progress = Progress(self, f"{self} into {self.table_name}", csv_path.stat().st_size, "bytes")
         marker = BlockPostgresTarget(self.connector(), self.table_name, f"{self.dataset}:{self.ym}:"
                                      f"{self.table_name}:{report.get('version') or ''}")
+        table = parse_table_name(self.table_name)
+        load = MonthLoad(table, self.dataset, self.month.strftime("%Y-%m-%d"))
         conn = self.connector().psycopg2_connect()
         try:
-            prepare_tables(conn, parse_table_name(self.table_name), self.dataset, marker)
-            rows = copy_month(conn, parse_table_name(self.table_name), self.dataset,
-                              self.month.strftime("%Y-%m-%d"), csv_path, expected, progress)
-            record_load(conn, self.table_name, self.dataset, self.month.strftime("%Y-%m-%d"), report, rows)
+            prepare_tables(conn, table, self.dataset, marker)
+            # One loader per month and table at a time, across processes and hosts.
+            with conn.cursor() as cur:
+                cur.execute("SELECT pg_advisory_lock(hashtext(%s))", (f"{self.table_name}:{self.ym}",))
+            age = marker.age()
+            if age is not None and not self.expired(age):
+                print(f"{self.table_name} {self.ym}: already loaded (by another process); nothing to do")
+                return
+            rows = copy_month(conn, load, csv_path, expected, self.connector().psycopg2_connect,
+                              report.get("offsets"), self.copy_connections, progress)
+            with conn.cursor() as cur:
+                load.swap_in(cur)
+            record_load(conn, self.table_name, self.dataset, load.month_value, report, rows)
             marker.replace(conn)
             conn.commit()
         except psycopg2.Error as exc:
             raise IngestError(f"load into {self.table_name} failed: {first_line(exc)}") from None
         finally:
-            conn.close()
+            conn.close()   # also releases the advisory lock; an uncommitted swap rolls back
         progress.finish()
         self.set_status_message(f"{self}: {rows:,} rows in {self.table_name}")
         print(f"loaded {rows:,} rows into {self.table_name} for {self.ym} "

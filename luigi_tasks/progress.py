@@ -5,6 +5,7 @@ No bar is drawn when stderr is not a terminal (cron, CI), so logs stay one line 
 from __future__ import annotations
 
 import sys
+import threading
 import time
 
 import luigi
@@ -19,6 +20,7 @@ class Progress:
         self.done = 0
         self._last = 0.0
         self._bar = None
+        self._lock = threading.Lock()
         if sys.stderr.isatty():
             from tqdm import tqdm
             scale = unit == "bytes"
@@ -37,13 +39,15 @@ class Progress:
             self._bar.refresh()
 
     def update(self, n: int) -> None:
-        self.done += n
-        if self._bar is not None:
-            self._bar.update(n)
-        now = time.monotonic()
-        if now - self._last >= self.interval:
+        with self._lock:   # parallel COPY connections report from several threads
+            self.done += n
+            if self._bar is not None:
+                self._bar.update(n)
+            now = time.monotonic()
+            if now - self._last < self.interval:
+                return
             self._last = now
-            self._report()
+        self._report()
 
     def finish(self) -> None:
         if self._bar is not None:

@@ -102,10 +102,12 @@ class MonthTask(luigi.Task):
             return dt.datetime.now() - dt.datetime.fromtimestamp(Path(target.path).stat().st_mtime)
         return None
 
-    def expired(self) -> bool:
+    def expired(self, age: dt.timedelta | None = None) -> bool:
+        """Whether the output (of ``age``, default: measured) is older than ``cache_expiration``."""
         limit = parse_duration(self.cache_expiration)
-        age = self.output_age() if limit else None
-        return age is not None and age > limit
+        if limit and age is None:
+            age = self.output_age()
+        return limit is not None and age is not None and age > limit
 
     def own_complete(self) -> bool:
         return self.output_exists() and not self.expired()
