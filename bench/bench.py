@@ -1,0 +1,251 @@
+"""Side-by-side benchmark: one generated month, one embedded PostgreSQL, each contender in its own process.
+
+    python bench/bench.py                      # 2,463,931 rows (yellow 2022-01), median of 3, memory sweep
+    python bench/bench.py --rows 200000 --repeat 3 --sweep 100000,400000
+
+Contenders:
+  naive          pandas read_parquet of the whole file + DataFrame.to_sql(chunksize=100_000)
+  handwritten    pyarrow read + pyarrow.csv.write_csv + one COPY FROM STDIN (bench/contenders.py)
+  ingest_cold    luigi --module luigi_tasks IngestMonth from a file:// source, empty targets
+  ingest_cached  the same command again (everything complete)
+  load_only      luigi ... LoadMonth with the CSV already present
+
+Reports wall seconds (median), rows/s, the ratio to `handwritten`, peak RSS of the contender's process
+and of the busiest PostgreSQL backend, prints a Markdown table and writes it to --out.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import psycopg2
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from luigi_tasks.localdb import LocalPostgres  # noqa: E402
+from luigi_tasks.synth import write_month  # noqa: E402
+
+MONTH = "2022-01"
+DATABASE = "bench"
+CONTENDERS = ("naive", "handwritten", "ingest_cold", "ingest_cached", "load_only")
+
+
+class Bench:
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.server = LocalPostgres(workdir / "pg")
+        self.src_dir = workdir / "src"
+        self.data_dir = workdir / "data"
+        self.registry = workdir / "blocks.yaml"
+
+    def start(self) -> None:
+        self.server.ensure_running(DATABASE)
+        self.registry.write_text(f"blocks:\n  bench:\n    type: embedded-postgres\n"
+                                 f"    data_dir: {self.server.data_dir}\n    database: {DATABASE}\n")
+
+    @property
+    def dsn(self) -> str:
+        return self.server.url(DATABASE)
+
+    def sql(self, *statements: str) -> None:
+        conn = psycopg2.connect(**self.server.connect_params(DATABASE))
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            for statement in statements:
+                cur.execute(statement)
+        conn.close()
+
+    def generate(self, rows: int) -> Path:
+        path = self.src_dir / f"yellow_tripdata_{MONTH}.parquet"
+        stamp = self.src_dir / "rows"
+        if not (path.exists() and stamp.exists() and stamp.read_text() == str(rows)):
+            print(f"generating {rows:,} rows ...", flush=True)
+            write_month(path, MONTH, rows=rows, seed=2022)
+            stamp.write_text(str(rows))
+        return path
+
+    def luigi(self, task: str) -> list[str]:
+        return [sys.executable, "-m", "luigi", "--module", "luigi_tasks", task, "--month", MONTH,
+                "--local-scheduler", "--pipeline-data-dir", str(self.data_dir),
+                "--DownloadMonth-url-template", f"file://{self.src_dir}/{{dataset}}_tripdata_{{month}}.parquet",
+                "--LoadMonth-block", "bench", "--LoadMonth-table", "yellow_taxi_trips"]
+
+    def reset_table(self) -> None:
+        self.sql("DROP TABLE IF EXISTS yellow_taxi_trips CASCADE", "DROP TABLE IF EXISTS bench_naive",
+                 "DROP TABLE IF EXISTS bench_handwritten", "DROP TABLE IF EXISTS table_updates",
+                 "DROP TABLE IF EXISTS ingest_loads", "CHECKPOINT")
+
+    def command(self, contender: str, src: Path) -> tuple[list[str], callable]:
+        """The contender's command line and what must happen before it runs."""
+        def fresh():
+            self.reset_table()
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+        if contender in ("naive", "handwritten"):
+            return ([sys.executable, str(ROOT / "bench" / "contenders.py"), contender, str(src), self.dsn,
+                     f"bench_{contender}"], fresh)
+        if contender == "ingest_cold":
+            return self.luigi("IngestMonth"), fresh
+        if contender == "ingest_cached":
+            return self.luigi("IngestMonth"), lambda: None
+        if contender == "load_only":
+            return self.luigi("LoadMonth"), self.reset_table
+        raise ValueError(contender)
+
+    def measure(self, cmd: list[str]) -> dict:
+        """Run ``cmd``; wall time, the process's peak RSS, the busiest backend's peak RSS."""
+        env = {**os.environ, "LUIGI_TASKS_BLOCKS": str(self.registry)}
+        env.pop("LUIGI_CONFIG_PATH", None)
+        sampler = BackendSampler(self.server)
+        sampler.start()
+        started = time.perf_counter()
+        with open(self.workdir / "last.log", "wb") as log:
+            proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+        sampler.stop()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            tail = (self.workdir / "last.log").read_text(errors="replace")[-3000:]
+            raise SystemExit(f"{' '.join(cmd[:6])} ... exited {proc.returncode}:\n{tail}")
+        return {"wall": wall, "rss_mb": usage.ru_maxrss / 1024, "server_mb": sampler.peak / 2**20,
+                "log": (self.workdir / "last.log").read_text(errors="replace")}
+
+
+class BackendSampler(threading.Thread):
+    """Peak RSS of the largest PostgreSQL backend while a contender runs (sampled every 50 ms)."""
+
+    def __init__(self, server: LocalPostgres) -> None:
+        super().__init__(daemon=True)
+        pid = int((server.data_dir / "postmaster.pid").read_text().split()[0])
+        self.postmaster = psutil.Process(pid)
+        self.peak = 0
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.wait(0.05):
+            for child in self.postmaster.children():
+                try:
+                    self.peak = max(self.peak, child.memory_info().rss)
+                except psutil.Error:
+                    pass
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join()
+
+
+def stage_seconds(log: str) -> dict[str, float]:
+    """Seconds per luigi task, from the 'running'/'done' log lines."""
+    stamps: dict[str, dict[str, dt.datetime]] = {}
+    for line in log.splitlines():
+        m = re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*\) (running|done)\s+(\w+) ", line)
+        if m:
+            when = dt.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f")
+            stamps.setdefault(m.group(3), {})[m.group(2)] = when
+    return {name: (s["done"] - s["running"]).total_seconds() for name, s in stamps.items() if len(s) == 2}
+
+
+def run(args: argparse.Namespace) -> str:
+    bench = Bench(Path(args.workdir).absolute())
+    bench.workdir.mkdir(parents=True, exist_ok=True)
+    bench.start()
+    src = bench.generate(args.rows)
+    results: dict[str, list[dict]] = {}
+    for contender in args.contenders:
+        cmd, prepare = bench.command(contender, src)
+        for i in range(args.repeat):
+            if contender == "ingest_cached" and not (bench.data_dir / "csv").exists():
+                bench.command("ingest_cold", src)[1]()
+                bench.measure(bench.luigi("IngestMonth"))
+            prepare()
+            result = bench.measure(cmd)
+            results.setdefault(contender, []).append(result)
+            print(f"{contender:<14} run {i + 1}: {result['wall']:7.2f} s  {result['rss_mb']:6.0f} MB  "
+                  f"server {result['server_mb']:5.0f} MB", flush=True)
+    sweep = []
+    for rows in args.sweep:
+        src = bench.generate(rows)
+        cmd, prepare = bench.command("ingest_cold", src)
+        prepare()
+        result = bench.measure(cmd)
+        sweep.append((rows, result))
+        print(f"sweep {rows:>10,} rows: {result['wall']:7.2f} s  {result['rss_mb']:6.0f} MB", flush=True)
+    bench.generate(args.rows)
+    bench.server.stop()
+    return report(args, results, sweep)
+
+
+def report(args: argparse.Namespace, results: dict[str, list[dict]], sweep: list) -> str:
+    med = {c: statistics.median(r["wall"] for r in runs) for c, runs in results.items()}
+    base = med.get("handwritten")
+    lines = [
+        "# Benchmark: one month into PostgreSQL",
+        "",
+        f"`python bench/bench.py --rows {args.rows} --repeat {args.repeat}` on {dt.date.today()}: "
+        f"{os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, "
+        f"Python {platform.python_version()}, embedded PostgreSQL (data in `{args.workdir}/pg`). "
+        f"One generated yellow {MONTH} month of {args.rows:,} rows; every contender in its own process, one "
+        f"after another, median of {args.repeat}.",
+        "",
+        "| contender | wall s (median) | rows/s | vs handwritten | peak RSS MB | busiest backend MB |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for contender in args.contenders:
+        runs = results[contender]
+        wall = med[contender]
+        rows_per_s = args.rows / wall if contender != "ingest_cached" else float("nan")
+        ratio = f"{wall / base:.2f}x" if base else "-"
+        lines.append(f"| {contender} | {wall:.2f} | {rows_per_s:,.0f} | {ratio} | "
+                     f"{max(r['rss_mb'] for r in runs):.0f} | {max(r['server_mb'] for r in runs):.0f} |")
+    if "naive" in med and "ingest_cold" in med:
+        lines += ["", f"naive / ingest_cold = **{med['naive'] / med['ingest_cold']:.1f}x**."]
+    if "ingest_cold" in results:
+        stages: dict[str, list[float]] = {}
+        for r in results["ingest_cold"]:
+            for name, secs in stage_seconds(r["log"]).items():
+                stages.setdefault(name, []).append(secs)
+        lines += ["", "Where `ingest_cold` spends its time (median seconds per task, from the luigi log):", "",
+                  "| task | seconds |", "|---|---:|"]
+        lines += [f"| {name} | {statistics.median(v):.2f} |" for name, v in stages.items()]
+    if sweep:
+        lines += ["", "Memory sweep, `ingest_cold` (one run each): peak RSS must not grow with the month.", "",
+                  "| rows | wall s | peak RSS MB |", "|---:|---:|---:|"]
+        lines += [f"| {rows:,} | {r['wall']:.2f} | {r['rss_mb']:.0f} |" for rows, r in sweep]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=2_463_931)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--contenders", default=",".join(CONTENDERS))
+    ap.add_argument("--sweep", default="500000,2500000,10000000", help="row counts for the memory sweep ('' = none)")
+    ap.add_argument("--workdir", default="/tmp/luigi_tasks_bench")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "RESULTS.md"))
+    args = ap.parse_args(argv)
+    args.contenders = [c for c in args.contenders.split(",") if c]
+    args.sweep = [int(n) for n in args.sweep.split(",") if n]
+    unknown = set(args.contenders) - set(CONTENDERS)
+    if unknown:
+        ap.error(f"unknown contender(s): {', '.join(sorted(unknown))}")
+    text = run(args)
+    Path(args.out).write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,26 @@
+"""The benchmark runs end to end (small N), so it cannot rot. Its timings are not asserted here."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from conftest import ROOT
+
+from luigi_tasks.localdb import LocalPostgres
+
+
+def test_benchmark_runs_every_contender(tmp_path):
+    out = tmp_path / "RESULTS.md"
+    try:
+        proc = subprocess.run([sys.executable, str(ROOT / "bench" / "bench.py"), "--rows", "3000", "--repeat", "1",
+                               "--sweep", "1000,2000", "--workdir", str(tmp_path / "w"), "--out", str(out)],
+                              cwd=ROOT, capture_output=True, text=True, timeout=600)
+    finally:
+        LocalPostgres(tmp_path / "w" / "pg").stop()
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    text = out.read_text()
+    for contender in ("naive", "handwritten", "ingest_cold", "ingest_cached", "load_only"):
+        assert f"| {contender} |" in text
+    assert "| handwritten | " in text and "1.00x" in text
+    assert "| 1,000 |" in text and "| 2,000 |" in text       # the memory sweep
+    assert "naive / ingest_cold" in text
