@@ -6,8 +6,8 @@ code: memory stays at one batch, and no Python code touches a row.
 from __future__ import annotations
 
 import collections
-import contextlib
 import concurrent.futures
+import contextlib
 import datetime as dt
 import io
 import os
