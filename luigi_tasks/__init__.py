@@ -11,7 +11,9 @@ from luigi_tasks.download import DownloadMonth  # noqa: E402
 from luigi_tasks.flows import IngestMonth, IngestRange  # noqa: E402
 from luigi_tasks.load import LoadMonth  # noqa: E402
 from luigi_tasks.logs import install as _install_logging  # noqa: E402
+from luigi_tasks.zones import DownloadZones, LoadZones  # noqa: E402
 
 _install_logging()
 
-__all__ = ["DownloadMonth", "ParquetToCsv", "LoadMonth", "IngestMonth", "IngestRange"]
+__all__ = ["DownloadMonth", "ParquetToCsv", "LoadMonth", "IngestMonth", "IngestRange", "DownloadZones",
+           "LoadZones"]

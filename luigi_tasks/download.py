@@ -20,7 +20,7 @@ import luigi
 import pyarrow.parquet as pq
 
 from luigi_tasks.errors import IngestError
-from luigi_tasks.files import atomic_file
+from luigi_tasks.files import atomic_file, write_error
 from luigi_tasks.progress import Progress
 from luigi_tasks.tasks import MonthTask
 
@@ -117,8 +117,12 @@ def write_sidecar(path: Path, info: dict) -> None:
         tmp.write_text(json.dumps(info, indent=1, sort_keys=True))
 
 
-def fetch(url: str, dest: Path, progress: Progress | None = None, timeout: float = 60) -> dict:
-    """Stream ``url`` (http, https or file) to ``dest`` atomically; return its source info and rows."""
+def fetch(url: str, dest: Path, progress: Progress | None = None, timeout: float = 60,
+          validate=None) -> dict:
+    """Stream ``url`` (http, https or file) to ``dest`` atomically; return its source info and rows.
+
+    ``validate(path, url) -> rows`` checks the bytes before the rename (default: Parquet).
+    """
     with atomic_file(dest) as tmp:
         resp = _open(url, timeout=timeout)
         try:
@@ -135,25 +139,34 @@ def fetch(url: str, dest: Path, progress: Progress | None = None, timeout: float
                     if progress:
                         progress.update(len(chunk))
         except (http.client.HTTPException, OSError) as exc:
+            if isinstance(exc, OSError) and write_error(exc, dest):
+                raise write_error(exc, dest) from None
             raise IngestError(f"download failed: {type(exc).__name__}: {exc} for {url}") from None
         if expected is not None and received != expected:
             raise IngestError(f"download failed: received {received} of {expected} bytes from {url}")
-        info.update(url=url, rows=validate_parquet(tmp, url), bytes=received)
+        info.update(url=url, rows=(validate or validate_parquet)(tmp, url), bytes=received)
         write_sidecar(dest, info)   # before the rename: a finished file always has its version beside it
     return info
 
 
-def validate_parquet(path: Path, source: str) -> int:
-    """Check that ``path`` is a readable, non-empty Parquet file; return its row count."""
-    size = path.stat().st_size
+def reject_error_page(path: Path, source: str, expected: str) -> None:
+    """An HTML/XML error page saved under the data file's name is named as such."""
     with open(path, "rb") as fh:
         head = fh.read(256)
-        fh.seek(max(0, size - 4))
-        tail = fh.read(4)
     if head.lstrip().startswith(b"<"):
         kind = "an XML" if head.lstrip().startswith(b"<?xml") else "an HTML"
-        raise IngestError(f"{source} returned {kind} page ({size} bytes), not Parquet: "
+        raise IngestError(f"{source} returned {kind} page ({path.stat().st_size} bytes), not {expected}: "
                           f"{head[:80].decode('utf-8', 'replace').splitlines()[0]!r}")
+
+
+def validate_parquet(path: Path, source: str) -> int:
+    """Check that ``path`` is a readable, non-empty Parquet file; return its row count."""
+    reject_error_page(path, source, "Parquet")
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+        fh.seek(max(0, size - 4))
+        tail = fh.read(4)
     if size < 12 or head[:4] != b"PAR1" or tail != b"PAR1":
         raise IngestError(f"{source} is not a complete Parquet file ({size} bytes; missing PAR1 "
                           f"{'header' if head[:4] != b'PAR1' else 'footer'}): truncated or not Parquet")

@@ -2,9 +2,24 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from collections.abc import Iterator
 from pathlib import Path
+
+from luigi_tasks.errors import IngestError
+
+# Errors that mean "this file cannot be written here", not a bug: say so in one line.
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS,
+                 errno.ENOTDIR}
+
+
+def write_error(exc: OSError, path: Path) -> IngestError | None:
+    """A one-line error for a failed write (disk full, file size limit, read-only, not writable)."""
+    if exc.errno in _WRITE_ERRNOS:
+        hint = " (disk full or a file size limit)" if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT) else ""
+        return IngestError(f"cannot write {path}: {exc.strerror}{hint}")
+    return None
 
 
 def _pid_alive(pid: int) -> bool:
@@ -25,7 +40,10 @@ def atomic_file(dest: str | os.PathLike) -> Iterator[Path]:
     writer's leftover never looks like a finished file and the next writer removes it.
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise (write_error(exc, dest.parent) or exc) from None
     prefix = f".{dest.name}.tmp-"
     for stale in dest.parent.glob(prefix + "*"):
         pid = stale.name[len(prefix):]
@@ -35,5 +53,10 @@ def atomic_file(dest: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, dest)
+    except OSError as exc:
+        error = write_error(exc, dest)
+        if error is None:
+            raise
+        raise error from None
     finally:
         tmp.unlink(missing_ok=True)

@@ -8,7 +8,7 @@ import luigi
 
 from luigi_tasks.download import DownloadMonth, probe
 from luigi_tasks.load import LoadMonth
-from luigi_tasks.tasks import MonthTask, StrictMonthParameter
+from luigi_tasks.tasks import DatasetParameter, MonthTask, StrictMonthParameter
 
 logger = logging.getLogger("luigi-interface")
 
@@ -42,7 +42,7 @@ class IngestMonth(MonthTask, luigi.WrapperTask):
 class IngestRange(luigi.WrapperTask):
     """Every month from ``start`` up to and excluding ``stop`` (as luigi's RangeMonthly)."""
 
-    dataset = MonthTask.dataset
+    dataset = DatasetParameter(default="yellow")
     start = StrictMonthParameter(description="first month, YYYY-MM")
     stop = StrictMonthParameter(description="month after the last one, YYYY-MM (exclusive)")
     refresh = luigi.BoolParameter(default=False, significant=False)

@@ -59,20 +59,93 @@ YELLOW = (
     _col("cbd_congestion_fee", "double precision"),
 )
 
+GREEN = (
+    _col("vendor_id", "integer", "VendorID"),
+    _col("lpep_pickup_datetime", "timestamp"),
+    _col("lpep_dropoff_datetime", "timestamp"),
+    _col("store_and_fwd_flag", "text"),
+    _col("ratecode_id", "integer", "RatecodeID"),
+    _col("pu_location_id", "integer", "PULocationID"),
+    _col("do_location_id", "integer", "DOLocationID"),
+    _col("passenger_count", "integer"),
+    _col("trip_distance", "double precision"),
+    _col("fare_amount", "double precision"),
+    _col("extra", "double precision"),
+    _col("mta_tax", "double precision"),
+    _col("tip_amount", "double precision"),
+    _col("tolls_amount", "double precision"),
+    _col("ehail_fee", "double precision"),
+    _col("improvement_surcharge", "double precision"),
+    _col("total_amount", "double precision"),
+    _col("payment_type", "integer"),
+    _col("trip_type", "integer"),
+    _col("congestion_surcharge", "double precision"),
+    _col("cbd_congestion_fee", "double precision"),
+)
+
+FHV = (
+    _col("dispatching_base_num", "text"),
+    _col("pickup_datetime", "timestamp"),
+    _col("dropoff_datetime", "timestamp", "dropOff_datetime"),
+    # Location ids arrive as double (with nulls); the values are whole zone numbers.
+    _col("pu_location_id", "integer", "PUlocationID"),
+    _col("do_location_id", "integer", "DOlocationID"),
+    _col("sr_flag", "integer", "SR_Flag"),
+    _col("affiliated_base_number", "text", "Affiliated_base_number"),
+)
+
+FHVHV = (
+    _col("hvfhs_license_num", "text"),
+    _col("dispatching_base_num", "text"),
+    _col("originating_base_num", "text"),
+    _col("request_datetime", "timestamp"),
+    _col("on_scene_datetime", "timestamp"),
+    _col("pickup_datetime", "timestamp"),
+    _col("dropoff_datetime", "timestamp"),
+    _col("pu_location_id", "integer", "PULocationID"),
+    _col("do_location_id", "integer", "DOLocationID"),
+    _col("trip_miles", "double precision"),
+    _col("trip_time", "bigint"),
+    _col("base_passenger_fare", "double precision"),
+    _col("tolls", "double precision"),
+    _col("bcf", "double precision"),
+    _col("sales_tax", "double precision"),
+    _col("congestion_surcharge", "double precision"),
+    _col("airport_fee", "double precision", "airport_fee", "Airport_fee"),
+    _col("tips", "double precision"),
+    _col("driver_pay", "double precision"),
+    _col("shared_request_flag", "text"),
+    _col("shared_match_flag", "text"),
+    _col("access_a_ride_flag", "text"),
+    _col("wav_request_flag", "text"),
+    _col("wav_match_flag", "text"),
+    _col("cbd_congestion_fee", "double precision"),
+)
+
 TABLES: dict[str, tuple[Column, ...]] = {
     "yellow": YELLOW + (SOURCE_MONTH,),
+    "green": GREEN + (SOURCE_MONTH,),
+    "fhv": FHV + (SOURCE_MONTH,),
+    "fhvhv": FHVHV + (SOURCE_MONTH,),
 }
 
 DATASETS: tuple[str, ...] = tuple(TABLES)
 
+# The column that says when a trip happened: required, and trips outside the file's month are
+# counted in the load report.
+PICKUP: dict[str, str] = {"yellow": "tpep_pickup_datetime", "green": "lpep_pickup_datetime",
+                          "fhv": "pickup_datetime", "fhvhv": "pickup_datetime"}
+
 # Columns a file must have to be loadable at all: without them a row means nothing.
 REQUIRED: dict[str, tuple[str, ...]] = {
     "yellow": ("tpep_pickup_datetime", "tpep_dropoff_datetime", "pu_location_id", "do_location_id"),
+    "green": ("lpep_pickup_datetime", "lpep_dropoff_datetime", "pu_location_id", "do_location_id"),
+    "fhv": ("dispatching_base_num", "pickup_datetime"),
+    "fhvhv": ("hvfhs_license_num", "pickup_datetime", "dropoff_datetime"),
 }
 
-
-# The column that says when a trip happened; trips outside the file's month are counted in the load report.
-PICKUP: dict[str, str] = {"yellow": "tpep_pickup_datetime"}
+# The first month each dataset was published (the TLC's own trip-record page).
+FIRST_MONTH: dict[str, str] = {"yellow": "2009-01", "green": "2013-08", "fhv": "2015-01", "fhvhv": "2019-02"}
 
 
 def columns(dataset: str) -> tuple[Column, ...]:
@@ -80,6 +153,3 @@ def columns(dataset: str) -> tuple[Column, ...]:
     return TABLES[dataset]
 
 
-def create_table_sql(dataset: str, qualified_name: str) -> str:
-    cols = ",\n  ".join(f"{c.name} {c.pg_type}" for c in columns(dataset))
-    return f"CREATE TABLE IF NOT EXISTS {qualified_name} (\n  {cols}\n)"

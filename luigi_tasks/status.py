@@ -17,13 +17,14 @@ from luigi_tasks.blocks import SqlAlchemyConnector, first_line
 from luigi_tasks.errors import IngestError
 from luigi_tasks.load import LOAD_REPORT, LoadMonth, parse_table_name
 from luigi_tasks.schema import DATASETS
+from luigi_tasks.tasks import DatasetParameter
 
 
 class cron(luigi.Config):  # noqa: N801 - section name in luigi.cfg
     lag_months = luigi.IntParameter(default=2, description="the TLC publishes a month about this many months late")
     catch_up_months = luigi.IntParameter(default=12, description="how many published months cron keeps loaded")
     since = luigi.Parameter(default="", description="YYYY-MM: keep every month since this one (overrides catch_up)")
-    dataset = luigi.ChoiceParameter(choices=DATASETS, default="yellow")
+    dataset = DatasetParameter(default="yellow")
 
 
 def add_months(month: dt.date, n: int) -> dt.date:
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="machine-readable output")
     args = ap.parse_args(argv)
     try:
-        task = LoadMonth(dataset=args.dataset, month=dt.date(2000, 1, 1), **{
+        task = LoadMonth(dataset=args.dataset, month=dt.date.today().replace(day=1), **{
             k: v for k, v in (("block", args.block), ("table", args.table)) if v})
         table = task.table_name
         parse_table_name(table)

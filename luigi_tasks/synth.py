@@ -51,6 +51,113 @@ def yellow_schema(month: str) -> pa.Schema:
     return pa.schema(fields)
 
 
+def green_schema(month: str) -> pa.Schema:
+    """The Arrow schema of a real green file of ``month``."""
+    year = int(month[:4])
+    id_type = pa.int32() if year >= 2024 else pa.int64()
+    meta_type = pa.int64() if year >= 2024 else pa.float64()
+    fields = [("VendorID", id_type), ("lpep_pickup_datetime", pa.timestamp("us")),
+              ("lpep_dropoff_datetime", pa.timestamp("us")), ("store_and_fwd_flag", pa.string()),
+              ("RatecodeID", meta_type), ("PULocationID", id_type), ("DOLocationID", id_type),
+              ("passenger_count", meta_type), ("trip_distance", pa.float64()),
+              *[(n, pa.float64()) for n in ("fare_amount", "extra", "mta_tax", "tip_amount", "tolls_amount",
+                                             "ehail_fee", "improvement_surcharge", "total_amount")],
+              ("payment_type", meta_type), ("trip_type", meta_type), ("congestion_surcharge", pa.float64())]
+    if year >= 2025:
+        fields.append(("cbd_congestion_fee", pa.float64()))
+    return pa.schema(fields)
+
+
+def fhv_schema(month: str) -> pa.Schema:
+    """The Arrow schema of a real fhv file: note dropOff_datetime and PUlocationID (lower-case l)."""
+    return pa.schema([("dispatching_base_num", pa.string()), ("pickup_datetime", pa.timestamp("us")),
+                      ("dropOff_datetime", pa.timestamp("us")), ("PUlocationID", pa.float64()),
+                      ("DOlocationID", pa.float64()), ("SR_Flag", pa.float64()),
+                      ("Affiliated_base_number", pa.string())])
+
+
+def fhvhv_schema(month: str) -> pa.Schema:
+    """The Arrow schema of a real fhvhv (Uber/Lyft) file of ``month``."""
+    year = int(month[:4])
+    id_type = pa.int32() if year >= 2024 else pa.int64()
+    ts = pa.timestamp("us")
+    fields = [("hvfhs_license_num", pa.string()), ("dispatching_base_num", pa.string()),
+              ("originating_base_num", pa.string()), ("request_datetime", ts), ("on_scene_datetime", ts),
+              ("pickup_datetime", ts), ("dropoff_datetime", ts), ("PULocationID", id_type),
+              ("DOLocationID", id_type), ("trip_miles", pa.float64()), ("trip_time", pa.int64()),
+              *[(n, pa.float64()) for n in ("base_passenger_fare", "tolls", "bcf", "sales_tax",
+                                             "congestion_surcharge", "airport_fee", "tips", "driver_pay")],
+              *[(n, pa.string()) for n in ("shared_request_flag", "shared_match_flag", "access_a_ride_flag",
+                                            "wav_request_flag", "wav_match_flag")]]
+    if year >= 2025:
+        fields.append(("cbd_congestion_fee", pa.float64()))
+    return pa.schema(fields)
+
+
+SCHEMAS = {"yellow": yellow_schema, "green": green_schema, "fhv": fhv_schema, "fhvhv": fhvhv_schema}
+
+
+def _generic_chunk(rng: np.random.Generator, n: int, month: str, schema: pa.Schema) -> pa.RecordBatch:
+    """Green and for-hire files: the same realism rules as yellow, driven by the column names."""
+    start, stop = _month_bounds(month)
+    span_s = int((stop - start) / np.timedelta64(1, "s"))
+    pickup = start + (rng.integers(0, span_s, n) * 1_000_000).astype("timedelta64[us]")
+    stray = rng.random(n) < 0.0005
+    pickup[stray] -= rng.integers(1, 400, stray.sum()).astype("timedelta64[D]")
+    duration = rng.lognormal(6.6, 0.7, n).clip(0, 86_000).astype("int64")
+    wait = rng.integers(60, 900, n)
+    no_meta = rng.random(n) < 0.04
+    zones = _zone_weights()
+    values, masks = {}, {}
+    for field in schema:
+        name = field.name.lower()
+        if "pickup" in name:
+            v = pickup
+        elif "dropoff" in name:
+            v = pickup + (duration * 1_000_000).astype("timedelta64[us]")
+        elif name == "request_datetime":
+            v = pickup - (wait * 1_000_000).astype("timedelta64[us]")
+        elif name == "on_scene_datetime":
+            v, masks[field.name] = pickup - (wait // 3 * 1_000_000).astype("timedelta64[us]"), rng.random(n) < .3
+        elif name.endswith("locationid"):
+            v = rng.choice(np.arange(1, 266), n, p=zones)
+            if pa.types.is_floating(field.type):
+                masks[field.name] = rng.random(n) < 0.2   # fhv files often lack the zones
+        elif name == "vendorid":
+            v = rng.choice([1, 2], n, p=[.2, .8])
+        elif name in ("ratecodeid", "passenger_count", "payment_type", "trip_type"):
+            v = {"ratecodeid": rng.choice([1, 5, 2], n, p=[.9, .08, .02]),
+                 "passenger_count": rng.choice([1, 2, 3, 5], n, p=[.8, .12, .05, .03]),
+                 "payment_type": rng.choice([1, 2, 3], n, p=[.6, .38, .02]),
+                 "trip_type": rng.choice([1, 2], n, p=[.97, .03])}[name]
+            masks[field.name] = no_meta
+        elif name in ("trip_distance", "trip_miles"):
+            v = np.round(rng.lognormal(0.8, 0.9, n), 2)
+            v[rng.random(n) < 0.015] = 0.0
+        elif name == "trip_time":
+            v = duration
+        elif name == "ehail_fee":
+            v, masks[field.name] = np.zeros(n), np.ones(n, bool)   # always null in the real files
+        elif name == "sr_flag":
+            v, masks[field.name] = np.ones(n), rng.random(n) < 0.9
+        elif name == "hvfhs_license_num":
+            v = rng.choice(np.array(["HV0003", "HV0005"], dtype=object), n, p=[.72, .28])
+        elif name.endswith("base_num") or name == "affiliated_base_number":
+            v = rng.choice(np.array([f"B0{b}" for b in (2510, 2764, 2875, 3404, 2395)], dtype=object), n)
+            if name != "dispatching_base_num":
+                masks[field.name] = rng.random(n) < 0.1
+        elif name.endswith("_flag"):
+            v = np.where(rng.random(n) < 0.05, "Y", "N").astype(object)
+        else:   # money
+            v = np.round(rng.lognormal(2.3, 0.7, n), 2)
+            v[rng.random(n) < 0.007] *= -1
+            if name in ("congestion_surcharge", "airport_fee", "cbd_congestion_fee"):
+                masks[field.name] = no_meta
+        values[field.name] = v
+    arrays = [pa.array(values[f.name], mask=masks.get(f.name)).cast(f.type) for f in schema]
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
 def _month_bounds(month: str) -> tuple[np.datetime64, np.datetime64]:
     start = np.datetime64(f"{month}-01T00:00:00", "us")
     stop = (start.astype("datetime64[M]") + 1).astype("datetime64[us]")
@@ -136,17 +243,18 @@ def _zone_weights() -> np.ndarray:
 def write_month(path: str | Path, month: str = "2022-01", rows: int = 10_000, seed: int = 0,
                 dataset: str = "yellow", row_group_rows: int = 122_880) -> Path:
     """Write a TLC-shaped ``dataset`` file for ``month`` with exactly ``rows`` rows."""
-    if dataset != "yellow":
-        raise ValueError(f"synth: no generator for dataset {dataset!r} yet")
+    if dataset not in SCHEMAS:
+        raise ValueError(f"synth: unknown dataset {dataset!r}; known: {', '.join(SCHEMAS)}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    schema = yellow_schema(month)
+    schema = SCHEMAS[dataset](month)
+    chunk = _yellow_chunk if dataset == "yellow" else _generic_chunk
     rng = np.random.default_rng(seed)
     with pq.ParquetWriter(path, schema, compression="zstd") as writer:
         remaining = rows
         while remaining > 0:
             n = min(CHUNK_ROWS, remaining)
-            writer.write_batch(_yellow_chunk(rng, n, month, schema), row_group_size=row_group_rows)
+            writer.write_batch(chunk(rng, n, month, schema), row_group_size=row_group_rows)
             remaining -= n
     return path
 
@@ -172,7 +280,7 @@ def sample_to_parquet(csv_path: str | Path, out: str | Path, month: str = "2019-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Write a synthetic TLC-shaped Parquet month.")
     ap.add_argument("out")
-    ap.add_argument("--dataset", default="yellow")
+    ap.add_argument("--dataset", default="yellow", choices=sorted(SCHEMAS))
     ap.add_argument("--month", default="2022-01", help="YYYY-MM (the schema follows that year)")
     ap.add_argument("--rows", type=int, default=10_000)
     ap.add_argument("--seed", type=int, default=0)

@@ -19,7 +19,7 @@ from luigi.task import flatten
 from luigi_tasks.config import data_path, pipeline
 from luigi_tasks.errors import IngestError
 from luigi_tasks.logs import prints_to_log
-from luigi_tasks.schema import DATASETS
+from luigi_tasks.schema import DATASETS, FIRST_MONTH
 
 _UNITS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600,
           "d": 86400, "day": 86400, "w": 604800, "week": 604800}
@@ -45,8 +45,20 @@ class StrictMonthParameter(luigi.MonthParameter):
         return super().parse(s)
 
 
+class DatasetParameter(luigi.ChoiceParameter):
+    """One of the TLC datasets, with an error that lists them."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(choices=DATASETS, var_type=str, **kwargs)
+
+    def normalize(self, var: str) -> str:
+        if var not in DATASETS:
+            raise IngestError(f"unknown dataset {var!r}: choose one of {', '.join(DATASETS)}")
+        return var
+
+
 class MonthTask(luigi.Task):
-    dataset = luigi.ChoiceParameter(choices=DATASETS, default="yellow", description="TLC dataset")
+    dataset = DatasetParameter(default="yellow", description="TLC dataset: " + ", ".join(DATASETS))
     month = StrictMonthParameter(description="month to ingest, YYYY-MM")
     source_version = luigi.Parameter(
         default="", description="source version the output must come from (IngestMonth --refresh sets it); "
@@ -69,6 +81,14 @@ class MonthTask(luigi.Task):
 
             logged_run.__doc__ = run.__doc__
             cls.run = logged_run
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        first = FIRST_MONTH[self.dataset]
+        if self.ym < first:
+            raise IngestError(f"{self.dataset} {self.ym}: the TLC publishes {self.dataset} trips from {first} on")
+        if self.month > dt.date.today():
+            raise IngestError(f"{self.dataset} {self.ym}: that month has not happened yet")
 
     @property
     def ym(self) -> str:

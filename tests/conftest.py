@@ -77,18 +77,34 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         pass
 
     def do_GET(self):
+        if self.path.startswith("/deny/"):
+            self.send_error(403, "Forbidden")
+            return
         if self.path.startswith("/slow/"):   # /slow/<seconds>/<path>: answer late
             _, _, seconds, rest = self.path.split("/", 3)
             time.sleep(float(seconds))
             self.path = "/" + rest
+        elif self.path.startswith("/trickle/"):   # /trickle/<seconds per 64 KiB>/<path>: send slowly
+            _, _, seconds, rest = self.path.split("/", 3)
+            body = Path(self.translate_path("/" + rest)).read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            for i in range(0, len(body), 65536):
+                self.wfile.write(body[i:i + 65536])
+                time.sleep(float(seconds))
+            return
         if self._fail():
             return
         super().do_GET()
 
     def do_HEAD(self):   # HEAD (is the month published?) is neither slow nor flaky
+        if self.path.startswith("/deny/"):
+            self.send_error(403, "Forbidden")
+            return
         if self.path.startswith("/flaky/"):
             self.path = "/" + self.path.split("/", 4)[4]
-        elif self.path.startswith("/slow/"):
+        elif self.path.startswith(("/slow/", "/trickle/")):
             self.path = "/" + self.path.split("/", 3)[3]
         super().do_HEAD()
 
@@ -148,20 +164,27 @@ def run_luigi(env, http_root, tmp_path, request):
     short = "".join(ch if ch.isalnum() else "_" for ch in request.node.originalname.lower())
     table = f"t{next(_TABLE_NUMBERS)}_{short[5:35]}"   # unique per test, a plain identifier
 
-    def run(*args: str, task: str = "IngestMonth", extra_env: dict | None = None, url: str | None = None,
-            scheduler: str | None = None, background: bool = False):
+    def command(*args: str, task: str = "IngestMonth", url: str | None = None,
+                scheduler: str | None = None) -> list[str]:
         # The test's own arguments come last, so they override the defaults.
         where = ["--scheduler-url", scheduler + "/"] if scheduler else ["--local-scheduler"]
-        cmd = [sys.executable, "-m", "luigi", "--module", "luigi_tasks", task, *where,
-               "--pipeline-data-dir", str(tmp_path / "data"),
-               "--DownloadMonth-url-template", url or f"{http_root.url}/{table}/{{dataset}}_tripdata_{{month}}.parquet",
-               "--LoadMonth-block", "postgres-connector", "--LoadMonth-table", run.table, *args]
+        return [sys.executable, "-m", "luigi", "--module", "luigi_tasks", task, *where,
+                "--pipeline-data-dir", str(run.data_dir),
+                "--DownloadMonth-url-template",
+                url or f"{http_root.url}/{table}/{{dataset}}_tripdata_{{month}}.parquet",
+                "--LoadMonth-block", "postgres-connector", "--LoadMonth-table", run.table, *args]
+
+    def run(*args: str, task: str = "IngestMonth", extra_env: dict | None = None, url: str | None = None,
+            scheduler: str | None = None, background: bool = False):
+        cmd = command(*args, task=task, url=url, scheduler=scheduler)
         if background:
             return subprocess.Popen(cmd, cwd=ROOT, env={**env, **(extra_env or {})}, stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, text=True)
         return subprocess.run(cmd, cwd=ROOT, env={**env, **(extra_env or {})}, capture_output=True,
                               text=True, timeout=300)
 
+    run.command = command
+    run.env = env
     run.table = table
     run.data_dir = tmp_path / "data"
     run.serve_dir = http_root.dir / table   # files placed here are served to this test only

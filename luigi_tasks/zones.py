@@ -1,0 +1,92 @@
+"""The taxi zone lookup (LocationID -> borough, zone), so trips can be joined to places.
+
+    luigi --module luigi_tasks LoadZones --local-scheduler
+"""
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import luigi
+import psycopg2
+from psycopg2 import sql
+
+from luigi_tasks.blocks import SqlAlchemyConnector, first_line
+from luigi_tasks.config import data_path
+from luigi_tasks.download import fetch, read_sidecar, reject_error_page
+from luigi_tasks.errors import IngestError
+from luigi_tasks.load import BlockPostgresTarget, parse_table_name
+
+DEFAULT_ZONES_URL = "https://d37ci6vzurychx.cloudfront.net/misc/taxi+_zone_lookup.csv"
+HEADER = ["LocationID", "Borough", "Zone", "service_zone"]
+
+
+def validate_zones(path: Path, source: str) -> int:
+    reject_error_page(path, source, "the zone lookup CSV")
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    if not rows or rows[0] != HEADER:
+        got = ",".join(rows[0][:6]) if rows else "nothing"
+        raise IngestError(f"{source}: expected the header {','.join(HEADER)}, got {got}")
+    bad = next((i for i, r in enumerate(rows[1:], 2) if len(r) != 4 or not r[0].isdigit()), None)
+    if bad is not None or len(rows) < 2:
+        raise IngestError(f"{source}: line {bad or 2} is not 'LocationID,Borough,Zone,service_zone'")
+    return len(rows) - 1
+
+
+class DownloadZones(luigi.Task):
+    url = luigi.Parameter(default=DEFAULT_ZONES_URL, description="the TLC's taxi zone lookup CSV")
+    retries = luigi.IntParameter(default=3, significant=False)
+
+    @property
+    def retry_count(self) -> int:
+        return self.retries + 1
+
+    def output(self) -> luigi.LocalTarget:
+        return luigi.LocalTarget(str(data_path("raw", "misc", "taxi_zone_lookup.csv")))
+
+    def run(self) -> None:
+        info = fetch(self.url, Path(self.output().path), validate=validate_zones)
+        self.set_status_message(f"{info['rows']} zones, version {info['version']}")
+
+
+class LoadZones(luigi.Task):
+    """Replace table ``taxi_zones`` (location_id, borough, zone, service_zone) in one transaction."""
+
+    block = luigi.Parameter(default="local-postgres")
+    table = luigi.Parameter(default="taxi_zones")
+
+    def requires(self) -> DownloadZones:
+        return DownloadZones()
+
+    def output(self) -> BlockPostgresTarget:
+        parse_table_name(self.table)
+        version = read_sidecar(Path(self.input().path)).get("version", "")
+        return BlockPostgresTarget(SqlAlchemyConnector.load(self.block), self.table, f"zones:{self.table}:{version}")
+
+    def run(self) -> None:
+        target = self.output()
+        name = sql.Identifier(*parse_table_name(self.table))
+        conn = target.block.psycopg2_connect()
+        try:
+            target.create_marker_table()
+            # The published file mixes line endings (COPY refuses that): re-render its 265 rows cleanly.
+            with open(self.input().path, newline="", encoding="utf-8") as fh:
+                clean = io.StringIO()
+                csv.writer(clean, lineterminator="\n").writerows(csv.reader(fh))
+                clean.seek(0)
+            with conn.cursor() as cur:
+                cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(name))
+                cur.execute(sql.SQL("CREATE TABLE {} (location_id integer PRIMARY KEY, borough text, zone text, "
+                                    "service_zone text)").format(name))
+                cur.copy_expert(sql.SQL("COPY {} FROM STDIN WITH (FORMAT csv, HEADER true)")
+                                .format(name).as_string(conn), clean)
+                rows = cur.rowcount
+            target.replace(conn)
+            conn.commit()
+        except psycopg2.Error as exc:
+            raise IngestError(f"loading {self.table} failed: {first_line(exc)}") from None
+        finally:
+            conn.close()
+        print(f"loaded {rows} zones into {self.table}")
