@@ -206,9 +206,9 @@ def report(args: argparse.Namespace, results: dict[str, list[dict]], sweep: list
     for contender in args.contenders:
         runs = results[contender]
         wall = med[contender]
-        rows_per_s = args.rows / wall if contender != "ingest_cached" else float("nan")
+        rows_per_s = f"{args.rows / wall:,.0f}" if contender != "ingest_cached" else "-"   # it loads nothing
         ratio = f"{wall / base:.2f}x" if base else "-"
-        lines.append(f"| {contender} | {wall:.2f} | {rows_per_s:,.0f} | {ratio} | "
+        lines.append(f"| {contender} | {wall:.2f} | {rows_per_s} | {ratio} | "
                      f"{max(r['rss_mb'] for r in runs):.0f} | {max(r['server_mb'] for r in runs):.0f} |")
     if "naive" in med and "ingest_cold" in med:
         lines += ["", f"naive / ingest_cold = **{med['naive'] / med['ingest_cold']:.1f}x**."]
