@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 
 import yaml
 
-from luigi_tasks.errors import IngestError
+from luigi_tasks.errors import IngestError, cli_main
 
 REGISTRY_ENV = "LUIGI_TASKS_BLOCKS"
 DEFAULT_REGISTRY = "config/blocks.yaml"
@@ -257,7 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     for cmd, text in (("show", "show a block, secrets masked"), ("check", "connect and report the server version")):
         sub.add_parser(cmd, help=text).add_argument("name")
     args = ap.parse_args(argv)
-    try:
+
+    def run() -> int:
         if args.command == "list":
             for name, spec in read_registry().items():
                 print(f"{name}\t{spec.get('type')}")
@@ -268,9 +269,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"ok: {block.name} -> {block.describe()}: PostgreSQL {_cli_check(block)}")
         return 0
-    except IngestError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+
+    return cli_main(run)
 
 
 if __name__ == "__main__":

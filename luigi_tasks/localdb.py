@@ -21,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from luigi_tasks.errors import IngestError
+from luigi_tasks.errors import IngestError, cli_main
 
 DEFAULT_DATA_DIR = "data/postgres"
 SUPERUSER = "postgres"
@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from luigi_tasks.blocks import EmbeddedPostgres
 
-    try:
+    def run() -> int:
         block = EmbeddedPostgres.load(args.block)
         server = block.server
         if args.command == "start":
@@ -217,10 +217,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             block.ensure_running()
             os.execv(_bin("psql"), [_bin("psql"), server.url(block.database), *args.psql_args])
-    except IngestError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+        return 0
+
+    return cli_main(run)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from pathlib import Path
 import luigi
 
 from luigi_tasks.blocks import SqlAlchemyConnector, first_line
-from luigi_tasks.errors import IngestError
+from luigi_tasks.errors import IngestError, cli_main
 
 
 class luigid(luigi.Config):  # noqa: N801 - section name in luigi.cfg
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="status as JSON")
     args = ap.parse_args(argv)
     sched = Scheduler.from_config(address=args.address, port=args.port, state_dir=args.state_dir)
-    try:
+    def run() -> int:
         if args.command == "start":
             pid = sched.start()
             print(f"luigid running (pid {pid}): visualizer {sched.status()['visualizer']}")
@@ -200,10 +200,9 @@ def main(argv: list[str] | None = None) -> int:
                 state = f"running (pid {status['pid']})" if status["running"] else "stopped"
                 print(f"luigid {state}: {status['url']}")
             return 0 if status["running"] else 3
-    except IngestError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+        return 0
+
+    return cli_main(run)
 
 
 if __name__ == "__main__":

@@ -7,14 +7,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import sys
 
 import luigi
 import psycopg2
 from psycopg2 import sql
 
 from luigi_tasks.blocks import SqlAlchemyConnector, first_line
-from luigi_tasks.errors import IngestError
+from luigi_tasks.errors import IngestError, cli_main
 from luigi_tasks.load import LOAD_REPORT, LoadMonth, parse_table_name
 from luigi_tasks.schema import DATASETS
 from luigi_tasks.tasks import DatasetParameter
@@ -98,20 +97,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stop", type=_parse_month, help="month after the last to check (default: next to publish)")
     ap.add_argument("--json", action="store_true", help="machine-readable output")
     args = ap.parse_args(argv)
-    try:
-        task = LoadMonth(dataset=args.dataset, month=dt.date.today().replace(day=1), **{
-            k: v for k, v in (("block", args.block), ("table", args.table)) if v})
-        table = task.table_name
-        parse_table_name(table)
-        loaded = loaded_months(task.connector(), table)
-        start, stop = default_window()
-        if loaded:
-            start = min(start, dt.date.fromisoformat(min(loaded) + "-01"))
-        start, stop = args.start or start, args.stop or stop
-        missing = [f"{m:%Y-%m}" for m in month_range(start, stop) if f"{m:%Y-%m}" not in loaded]
-    except IngestError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return cli_main(lambda: _show(args))
+
+
+def _show(args: argparse.Namespace) -> int:
+    task = LoadMonth(dataset=args.dataset, month=dt.date.today().replace(day=1), **{
+        k: v for k, v in (("block", args.block), ("table", args.table)) if v})
+    table = task.table_name
+    parse_table_name(table)
+    loaded = loaded_months(task.connector(), table)
+    start, stop = default_window()
+    if loaded:
+        start = min(start, dt.date.fromisoformat(min(loaded) + "-01"))
+    start, stop = args.start or start, args.stop or stop
+    missing = [f"{m:%Y-%m}" for m in month_range(start, stop) if f"{m:%Y-%m}" not in loaded]
     if args.json:
         print(json.dumps({"table": table, "dataset": args.dataset, "start": f"{start:%Y-%m}",
                           "stop": f"{stop:%Y-%m}", "loaded": list(loaded.values()), "missing": missing}, indent=1))

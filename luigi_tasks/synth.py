@@ -99,11 +99,7 @@ SCHEMAS = {"yellow": yellow_schema, "green": green_schema, "fhv": fhv_schema, "f
 
 def _generic_chunk(rng: np.random.Generator, n: int, month: str, schema: pa.Schema) -> pa.RecordBatch:
     """Green and for-hire files: the same realism rules as yellow, driven by the column names."""
-    start, stop = _month_bounds(month)
-    span_s = int((stop - start) / np.timedelta64(1, "s"))
-    pickup = start + (rng.integers(0, span_s, n) * 1_000_000).astype("timedelta64[us]")
-    stray = rng.random(n) < 0.0005
-    pickup[stray] -= rng.integers(1, 400, stray.sum()).astype("timedelta64[D]")
+    pickup = _pickups(rng, n, month)
     duration = rng.lognormal(6.6, 0.7, n).clip(0, 86_000).astype("int64")
     wait = rng.integers(60, 900, n)
     no_meta = rng.random(n) < 0.04
@@ -164,7 +160,7 @@ def _month_bounds(month: str) -> tuple[np.datetime64, np.datetime64]:
     return start, stop
 
 
-def _yellow_chunk(rng: np.random.Generator, n: int, month: str, schema: pa.Schema) -> pa.RecordBatch:
+def _pickups(rng: np.random.Generator, n: int, month: str) -> np.ndarray:
     start, stop = _month_bounds(month)
     span_s = int((stop - start) / np.timedelta64(1, "s"))
     # Whole seconds, as the meters record them.
@@ -172,6 +168,11 @@ def _yellow_chunk(rng: np.random.Generator, n: int, month: str, schema: pa.Schem
     # Real files hold a few pickups outside their month (late uploads, clock errors).
     stray = rng.random(n) < 0.0005
     pickup[stray] -= rng.integers(1, 400, stray.sum()).astype("timedelta64[D]")
+    return pickup
+
+
+def _yellow_chunk(rng: np.random.Generator, n: int, month: str, schema: pa.Schema) -> pa.RecordBatch:
+    pickup = _pickups(rng, n, month)
     duration_s = np.clip(rng.lognormal(6.5, 0.7, n), 0, 86_000).astype("int64")
     dropoff = pickup + (duration_s * 1_000_000).astype("timedelta64[us]")
 
