@@ -55,9 +55,6 @@ class SecretStr:
     def __str__(self) -> str:
         return MASK if self._value else ""
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, SecretStr) and other._value == self._value
-
 
 def registry_path() -> Path:
     return Path(os.environ.get(REGISTRY_ENV) or DEFAULT_REGISTRY)
@@ -109,7 +106,7 @@ class Block:
         if cls.block_type:
             Block._types[cls.block_type] = cls
 
-    def __init__(self, name: str, **fields: Any) -> None:
+    def __init__(self, name: str) -> None:
         self.name = name
 
     @classmethod
