@@ -1,4 +1,8 @@
-"""NYC TLC trip records into PostgreSQL with Luigi: ``luigi --module luigi_tasks IngestMonth --month 2022-01``."""
+"""NYC TLC trip records into PostgreSQL with Luigi: ``luigi --module luigi_tasks IngestMonth --month 2022-01``.
+
+Importing the package registers its tasks with luigi (what ``--module luigi_tasks`` needs);
+pyarrow is imported only when a month is converted, so the command line starts quickly.
+"""
 import warnings
 
 # `python -m luigi_tasks.blocks` runs a module this package has already imported (to register
@@ -7,7 +11,7 @@ warnings.filterwarnings("ignore", message=r".*found in sys\.modules after import
                         category=RuntimeWarning)
 
 from luigi_tasks.convert import ParquetToCsv  # noqa: E402
-from luigi_tasks.download import DownloadMonth  # noqa: E402
+from luigi_tasks.download import DownloadMonth, PublishedMonth  # noqa: E402
 from luigi_tasks.flows import IngestMonth, IngestRange  # noqa: E402
 from luigi_tasks.load import LoadMonth  # noqa: E402
 from luigi_tasks.logs import install as _install_logging  # noqa: E402
@@ -15,5 +19,5 @@ from luigi_tasks.zones import DownloadZones, LoadZones  # noqa: E402
 
 _install_logging()
 
-__all__ = ["DownloadMonth", "ParquetToCsv", "LoadMonth", "IngestMonth", "IngestRange", "DownloadZones",
-           "LoadZones"]
+__all__ = ["DownloadMonth", "PublishedMonth", "ParquetToCsv", "LoadMonth", "IngestMonth", "IngestRange",
+           "DownloadZones", "LoadZones"]

@@ -14,46 +14,31 @@ loaded, so secrets stay out of the file.  Secrets print as ``**********``.
     block = SqlAlchemyConnector.load("postgres-connector")
     with block.get_connection(begin=False) as conn: ...
 
-    python -m luigi_tasks.blocks list | show NAME | check NAME
+    python -m luigi_tasks blocks list | show NAME | check NAME
 """
 from __future__ import annotations
 
-import argparse
 import os
 import re
-import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
 import yaml
 
-from luigi_tasks.errors import IngestError, cli_main
+from luigi_tasks.errors import ConfigError
+from luigi_tasks.localdb import SUPERUSER, LocalPostgres
+from luigi_tasks.pgerrors import database_error
+from luigi_tasks.secret import MASK, SecretStr
+
+__all__ = ["MASK", "Block", "BlockError", "EmbeddedPostgres", "SecretStr", "SqlAlchemyConnector", "read_registry"]
 
 REGISTRY_ENV = "LUIGI_TASKS_BLOCKS"
 DEFAULT_REGISTRY = "config/blocks.yaml"
-MASK = "**********"
-
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-class BlockError(IngestError):
-    pass
-
-
-class SecretStr:
-    """A string that never shows itself by accident (Prefect's/pydantic's SecretStr)."""
-
-    def __init__(self, value: str | None) -> None:
-        self._value = value
-
-    def get_secret_value(self) -> str | None:
-        return self._value
-
-    def __repr__(self) -> str:
-        return f"SecretStr('{MASK}')" if self._value else "SecretStr(None)"
-
-    def __str__(self) -> str:
-        return MASK if self._value else ""
+class BlockError(ConfigError):
+    """A block that cannot be loaded: unknown, malformed, or missing an environment variable."""
 
 
 def registry_path() -> Path:
@@ -65,13 +50,13 @@ def read_registry(path: Path | None = None) -> dict[str, dict]:
     path = path or registry_path()
     try:
         doc = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise BlockError(f"block registry {path} not found (set {REGISTRY_ENV} or create it)") from None
+    except FileNotFoundError as exc:
+        raise BlockError(f"block registry {path} not found (set {REGISTRY_ENV} or create it)") from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise BlockError(f"block registry {path} is not valid YAML{where}: "
-                         f"{getattr(exc, 'problem', None) or exc}") from None
+                         f"{getattr(exc, 'problem', None) or exc}") from exc
     blocks = doc.get("blocks") if isinstance(doc, dict) else None
     if not isinstance(blocks, dict) or not all(isinstance(b, dict) for b in blocks.values()):
         raise BlockError(f"block registry {path} must hold a 'blocks:' mapping of name -> settings")
@@ -127,7 +112,7 @@ class Block:
         try:
             return block_cls(name, **fields)
         except TypeError as exc:
-            raise BlockError(f"block {name!r}: {exc}") from None
+            raise BlockError(f"block {name!r}: {exc}") from exc
 
 
 class SqlAlchemyConnector(Block):
@@ -143,8 +128,8 @@ class SqlAlchemyConnector(Block):
         self.host = host
         try:
             self.port = int(port)
-        except ValueError:
-            raise BlockError(f"block {name!r}: port must be a number, got {port!r}") from None
+        except ValueError as exc:
+            raise BlockError(f"block {name!r}: port must be a number, got {port!r}") from exc
         self.database = database
         self.username = username
         self.password = SecretStr(password or None)
@@ -199,8 +184,7 @@ class SqlAlchemyConnector(Block):
         try:
             return psycopg2.connect(**self.connect_params())
         except psycopg2.OperationalError as exc:
-            raise BlockError(f"block {self.name!r}: cannot connect to {self.describe()}: "
-                             f"{first_line(exc)}") from None
+            raise database_error(f"block {self.name!r}: cannot connect to {self.describe()}", exc) from exc
 
     def describe(self) -> str:
         return f"{self.username}@{self.host}:{self.port}/{self.database}"
@@ -213,8 +197,6 @@ class EmbeddedPostgres(SqlAlchemyConnector):
 
     def __init__(self, name: str, *, data_dir: str = "data/postgres", database: str = "nyc_taxi",
                  port: int | str = 5432) -> None:
-        from luigi_tasks.localdb import SUPERUSER, LocalPostgres
-
         self.server = LocalPostgres(data_dir, int(port))
         super().__init__(name, host=str(self.server.socket_dir), port=port, database=database,
                          username=SUPERUSER)
@@ -232,43 +214,9 @@ class EmbeddedPostgres(SqlAlchemyConnector):
             self._started = True
 
 
-def first_line(exc: BaseException) -> str:
-    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
-    return lines[0] if lines else type(exc).__name__
+if __name__ == "__main__":   # the documented module form: python -m luigi_tasks.blocks list|show|check
+    import sys
 
+    from luigi_tasks.cli import main
 
-def _cli_check(block: SqlAlchemyConnector) -> str:
-    conn = block.psycopg2_connect()
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SHOW server_version")
-            return cur.fetchone()[0]
-    finally:
-        conn.close()
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m luigi_tasks.blocks", description="Inspect connection blocks.")
-    sub = ap.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="list blocks with their type")
-    for cmd, text in (("show", "show a block, secrets masked"), ("check", "connect and report the server version")):
-        sub.add_parser(cmd, help=text).add_argument("name")
-    args = ap.parse_args(argv)
-
-    def run() -> int:
-        if args.command == "list":
-            for name, spec in read_registry().items():
-                print(f"{name}\t{spec.get('type')}")
-            return 0
-        block = SqlAlchemyConnector.load(args.name)
-        if args.command == "show":
-            print(repr(block))
-        else:
-            print(f"ok: {block.name} -> {block.describe()}: PostgreSQL {_cli_check(block)}")
-        return 0
-
-    return cli_main(run)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["blocks", *sys.argv[1:]]))

@@ -1,13 +1,14 @@
-"""File targets that are either complete or absent."""
+"""File targets that are either complete or absent, and the source sidecar beside each one."""
 from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from luigi_tasks.errors import IngestError
+from luigi_tasks.errors import IngestError, PermanentError
 
 # Errors that mean "this file cannot be written here", not a bug: say so in one line.
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS,
@@ -18,7 +19,7 @@ def write_error(exc: OSError, path: Path) -> IngestError | None:
     """A one-line error for a failed write (disk full, file size limit, read-only, not writable)."""
     if exc.errno in _WRITE_ERRNOS:
         hint = " (disk full or a file size limit)" if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT) else ""
-        return IngestError(f"cannot write {path}: {exc.strerror}{hint}")
+        return PermanentError(f"cannot write {path}: {exc.strerror}{hint}")
     return None
 
 
@@ -43,7 +44,7 @@ def atomic_file(dest: str | os.PathLike) -> Iterator[Path]:
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise (write_error(exc, dest.parent) or exc) from None
+        raise (write_error(exc, dest.parent) or exc) from exc
     prefix = f".{dest.name}.tmp-"
     for stale in dest.parent.glob(prefix + "*"):
         pid = stale.name[len(prefix):]
@@ -57,6 +58,27 @@ def atomic_file(dest: str | os.PathLike) -> Iterator[Path]:
         error = write_error(exc, dest)
         if error is None:
             raise
-        raise error from None
+        raise error from exc
     finally:
         tmp.unlink(missing_ok=True)
+
+
+# -- sidecars ---------------------------------------------------------------
+# ``<file>.source.json`` beside a raw or CSV file records which version of the source it
+# was made from (and, for a CSV, its row count and batch offsets).
+
+def sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".source.json")
+
+
+def read_sidecar(path: Path) -> dict:
+    """The sidecar of ``path``; empty if there is none or it cannot be read."""
+    try:
+        return json.loads(sidecar(path).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def write_sidecar(path: Path, info: dict) -> None:
+    with atomic_file(sidecar(path)) as tmp:
+        tmp.write_text(json.dumps(info, indent=1, sort_keys=True))

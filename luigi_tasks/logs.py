@@ -1,4 +1,5 @@
-"""Logging: expected failures (IngestError) as one line, everything else with its traceback."""
+"""Logging: expected failures (IngestError) as one line, everything else with its traceback;
+secrets masked in every record; ``print()`` inside a task's ``run()`` routed to the log."""
 from __future__ import annotations
 
 import builtins
@@ -10,6 +11,7 @@ import threading
 from collections.abc import Iterator
 
 from luigi_tasks.errors import IngestError
+from luigi_tasks.secret import redact
 
 # luigi logs an error in complete()/requires() as text: "...:\n<traceback>" ending in "module.Class: message".
 _TEXT_TRACEBACK = re.compile(r"\s*\nTraceback \(most recent call last\):\n.*\n(luigi_tasks\.[\w.]+): ([^\n]*)\s*$",
@@ -17,7 +19,8 @@ _TEXT_TRACEBACK = re.compile(r"\s*\nTraceback \(most recent call last\):\n.*\n(l
 
 
 class OneLineErrors(logging.Filter):
-    """Fold an IngestError's message into the record and drop the traceback that would bury it."""
+    """Fold an IngestError's message into the record and drop the traceback that would bury it
+    (the chained cause stays on the exception, for DEBUG and luigid); mask secrets."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
@@ -28,6 +31,11 @@ class OneLineErrors(logging.Filter):
             record.exc_text = None
         elif isinstance(record.msg, str) and "Traceback" in record.msg and not record.args:
             record.msg = _TEXT_TRACEBACK.sub(lambda m: f" -- {m.group(2)}", record.msg)
+        if record.exc_info and not record.exc_text:   # a traceback shown in full: formatted here, masked
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        message = record.getMessage()
+        if redact(message) != message:
+            record.msg, record.args = redact(message), None
         return True
 
 

@@ -1,6 +1,6 @@
 """The central scheduler: luigid on 127.0.0.1 with its state, logs, pid file and task history under data/.
 
-    python -m luigi_tasks.scheduler start|stop|status [--port 8082] [--address 127.0.0.1]
+    python -m luigi_tasks scheduler start|stop|status [--port 8082] [--address 127.0.0.1]
 
 Task history goes to a database (``[luigid] history_database``) in the PostgreSQL
 server of a block (``[luigid] block``): a SQLite history crashes luigid under SQLAlchemy 2.
@@ -9,9 +9,7 @@ this repository's luigi.cfg plus ``[task_history] db_connection``.
 """
 from __future__ import annotations
 
-import argparse
 import configparser
-import json
 import os
 import shutil
 import signal
@@ -23,16 +21,10 @@ from pathlib import Path
 
 import luigi
 
-from luigi_tasks.blocks import SqlAlchemyConnector, first_line
-from luigi_tasks.errors import IngestError, cli_main
-
-
-class luigid(luigi.Config):  # noqa: N801 - section name in luigi.cfg
-    address = luigi.Parameter(default="127.0.0.1", description="interface luigid listens on")
-    port = luigi.IntParameter(default=8082)
-    state_dir = luigi.Parameter(default="data/scheduler", description="state, pid file, logs, config")
-    block = luigi.Parameter(default="local-postgres", description="block whose server keeps the task history")
-    history_database = luigi.Parameter(default="luigi_history")
+from luigi_tasks.blocks import SqlAlchemyConnector
+from luigi_tasks.config import luigid
+from luigi_tasks.errors import PermanentError
+from luigi_tasks.pgerrors import database_error
 
 
 class Scheduler:
@@ -100,8 +92,8 @@ class Scheduler:
                 if cur.fetchone() is None:
                     cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.history_database)))
         except psycopg2.Error as exc:
-            raise IngestError(f"cannot create the task-history database {self.history_database!r} "
-                              f"in {block.describe()}: {first_line(exc)}") from None
+            raise database_error(f"cannot create the task-history database {self.history_database!r} "
+                                 f"in {block.describe()}", exc) from exc
         finally:
             conn.close()
 
@@ -130,7 +122,7 @@ class Scheduler:
         if pid and self.responding():
             return pid
         if pid:
-            raise IngestError(f"luigid (pid {pid}) is running but not answering on {self.url}; "
+            raise PermanentError(f"luigid (pid {pid}) is running but not answering on {self.url}; "
                               f"see {self.dir / 'log'}")
         (self.dir / "log").mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "LUIGI_CONFIG_PATH": str(self.write_config())}
@@ -147,12 +139,12 @@ class Scheduler:
             if proc.poll() is not None:
                 self.pidfile.unlink(missing_ok=True)
                 tail = (self.dir / "log" / "luigid.out").read_text(errors="replace").strip().splitlines()[-1:]
-                raise IngestError(f"luigid exited at start-up (code {proc.returncode}): "
+                raise PermanentError(f"luigid exited at start-up (code {proc.returncode}): "
                                   f"{tail[0] if tail else 'no output'}; see {self.dir / 'log'}")
             if self.responding():
                 return proc.pid
             time.sleep(0.2)
-        raise IngestError(f"luigid did not answer on {self.url} within {wait:.0f} s; see {self.dir / 'log'}")
+        raise PermanentError(f"luigid did not answer on {self.url} within {wait:.0f} s; see {self.dir / 'log'}")
 
     def stop(self, wait: float = 15) -> bool:
         pid = self.pid()
@@ -177,33 +169,7 @@ class Scheduler:
                 "visualizer": f"{self.url}/static/visualiser/index.html", "state_dir": str(self.dir)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m luigi_tasks.scheduler", description="Run luigid for this project.")
-    ap.add_argument("command", choices=["start", "stop", "status"])
-    ap.add_argument("--address", help="listening address (default [luigid] address: 127.0.0.1)")
-    ap.add_argument("--port", type=int, help="port (default [luigid] port: 8082)")
-    ap.add_argument("--state-dir", help="state, logs, pid file (default [luigid] state_dir: data/scheduler)")
-    ap.add_argument("--json", action="store_true", help="status as JSON")
-    args = ap.parse_args(argv)
-    sched = Scheduler.from_config(address=args.address, port=args.port, state_dir=args.state_dir)
-    def run() -> int:
-        if args.command == "start":
-            pid = sched.start()
-            print(f"luigid running (pid {pid}): visualizer {sched.status()['visualizer']}")
-        elif args.command == "stop":
-            print("luigid stopped" if sched.stop() else "luigid was not running")
-        else:
-            status = sched.status()
-            if args.json:
-                print(json.dumps(status))
-            else:
-                state = f"running (pid {status['pid']})" if status["running"] else "stopped"
-                print(f"luigid {state}: {status['url']}")
-            return 0 if status["running"] else 3
-        return 0
+if __name__ == "__main__":   # the documented module form: python -m luigi_tasks.scheduler start|stop|status
+    from luigi_tasks.cli import main
 
-    return cli_main(run)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["scheduler", *sys.argv[1:]]))

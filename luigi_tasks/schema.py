@@ -9,27 +9,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pyarrow as pa
+# Arrow type of each PostgreSQL type, by name: pyarrow is imported only when a conversion
+# asks for one, so the command line (blocks, status, ...) starts without it.
+_ARROW_TYPES = {"integer": "int32", "bigint": "int64", "double precision": "float64",
+                "timestamp": "timestamp", "text": "string", "date": "date32"}
 
 
 @dataclass(frozen=True)
 class Column:
     name: str          # PostgreSQL name: lower-case snake_case, never needs quoting
     pg_type: str
-    arrow_type: pa.DataType
     sources: tuple[str, ...]
+
+    @property
+    def arrow_type(self):
+        import pyarrow as pa
+
+        kind = _ARROW_TYPES[self.pg_type]
+        return pa.timestamp("us") if kind == "timestamp" else getattr(pa, kind)()
 
 
 def _col(name: str, pg_type: str, *sources: str) -> Column:
-    arrow = {
-        "integer": pa.int32(),
-        "bigint": pa.int64(),
-        "double precision": pa.float64(),
-        "timestamp": pa.timestamp("us"),
-        "text": pa.string(),
-        "date": pa.date32(),
-    }[pg_type]
-    return Column(name, pg_type, arrow, tuple(sources) or (name,))
+    if pg_type not in _ARROW_TYPES:
+        raise ValueError(f"no Arrow type for {pg_type}")
+    return Column(name, pg_type, tuple(sources) or (name,))
 
 
 SOURCE_MONTH = _col("source_month", "date")

@@ -12,11 +12,14 @@ import luigi
 import psycopg2
 from psycopg2 import sql
 
-from luigi_tasks.blocks import SqlAlchemyConnector, first_line
-from luigi_tasks.config import data_path
-from luigi_tasks.download import fetch, read_sidecar, reject_error_page
-from luigi_tasks.errors import IngestError
-from luigi_tasks.load import BlockPostgresTarget, parse_table_name
+from luigi_tasks.base import PipelineTask
+from luigi_tasks.blocks import SqlAlchemyConnector
+from luigi_tasks.config import DEFAULT_BLOCK, data_path
+from luigi_tasks.errors import PermanentError
+from luigi_tasks.files import read_sidecar
+from luigi_tasks.pg_target import BlockPostgresTarget, parse_table_name
+from luigi_tasks.pgerrors import database_error
+from luigi_tasks.sources import fetch, reject_error_page
 
 DEFAULT_ZONES_URL = "https://d37ci6vzurychx.cloudfront.net/misc/taxi+_zone_lookup.csv"
 HEADER = ["LocationID", "Borough", "Zone", "service_zone"]
@@ -28,20 +31,18 @@ def validate_zones(path: Path, source: str) -> int:
         rows = list(csv.reader(fh))
     if not rows or rows[0] != HEADER:
         got = ",".join(rows[0][:6]) if rows else "nothing"
-        raise IngestError(f"{source}: expected the header {','.join(HEADER)}, got {got}")
+        raise PermanentError(f"{source}: expected the header {','.join(HEADER)}, got {got}")
     bad = next((i for i, r in enumerate(rows[1:], 2) if len(r) != 4 or not r[0].isdigit()), None)
     if bad is not None or len(rows) < 2:
-        raise IngestError(f"{source}: line {bad or 2} is not 'LocationID,Borough,Zone,service_zone'")
+        raise PermanentError(f"{source}: line {bad or 2} is not 'LocationID,Borough,Zone,service_zone'")
     return len(rows) - 1
 
 
-class DownloadZones(luigi.Task):
-    url = luigi.Parameter(default=DEFAULT_ZONES_URL, description="the TLC's taxi zone lookup CSV")
-    retries = luigi.IntParameter(default=3, significant=False)
+class DownloadZones(PipelineTask):
+    """Download the zone lookup CSV into ``{data_dir}/raw/misc/`` and check its header and rows."""
 
-    @property
-    def retry_count(self) -> int:
-        return self.retries + 1
+    url = luigi.Parameter(default=DEFAULT_ZONES_URL, description="the TLC's taxi zone lookup CSV")
+    name_template = "Download taxi zones"
 
     def output(self) -> luigi.LocalTarget:
         return luigi.LocalTarget(str(data_path("raw", "misc", "taxi_zone_lookup.csv")))
@@ -51,11 +52,12 @@ class DownloadZones(luigi.Task):
         self.set_status_message(f"{info['rows']} zones, version {info['version']}")
 
 
-class LoadZones(luigi.Task):
+class LoadZones(PipelineTask):
     """Replace table ``taxi_zones`` (location_id, borough, zone, service_zone) in one transaction."""
 
-    block = luigi.Parameter(default="local-postgres")
+    block = luigi.Parameter(default=DEFAULT_BLOCK, description="connection block in config/blocks.yaml")
     table = luigi.Parameter(default="taxi_zones")
+    name_template = "Load taxi zones"
 
     def requires(self) -> DownloadZones:
         return DownloadZones()
@@ -86,7 +88,7 @@ class LoadZones(luigi.Task):
             target.replace(conn)
             conn.commit()
         except psycopg2.Error as exc:
-            raise IngestError(f"loading {self.table} failed: {first_line(exc)}") from None
+            raise database_error(f"loading {self.table} failed", exc) from exc
         finally:
             conn.close()
         print(f"loaded {rows} zones into {self.table}")

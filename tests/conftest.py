@@ -1,4 +1,7 @@
-"""Real components for the tests: an embedded PostgreSQL server and a loopback HTTP server."""
+"""Real components for the tests: an embedded PostgreSQL server, a loopback HTTP source, luigid.
+
+Helpers shared by the tests live in ``support.py``; this file holds only fixtures.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -6,24 +9,17 @@ import functools
 import http.server
 import itertools
 import os
-import socket
-import struct
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import psycopg2
 import pytest
+from support import DATABASE, HISTORY_DB, PASSWORD_ROLE, ROLE_PASSWORD, ROOT, SourceHandler, free_port
 
 from luigi_tasks.localdb import LocalPostgres
-
-ROOT = Path(__file__).resolve().parent.parent
-REFERENCE = Path(os.environ.get("TLC_REFERENCE") or ROOT.parent / "shared" / "reference")
-DATABASE = "ingest_test"
-PASSWORD_ROLE = "loader"
-ROLE_PASSWORD = "Zq9-unguessable-Secret-7Lw"
+from luigi_tasks.scheduler import Scheduler
 
 
 @pytest.fixture(scope="session")
@@ -63,81 +59,11 @@ class Served:
     url: str
 
 
-class _Handler(http.server.SimpleHTTPRequestHandler):
-    """Serves files; ``/flaky/<mode>/<n>/<path>`` fails the first n requests for <path>.
-
-    Modes: ``500`` (an error status), ``reset`` (connection dropped before any reply),
-    ``short`` (the full Content-Length announced, half the body sent).
-    """
-
-    failures: dict[str, int] = {}
-    lock = threading.Lock()
-
-    def log_message(self, *args):  # keep pytest output clean
-        pass
-
-    def do_GET(self):
-        if self.path.startswith("/deny/"):
-            self.send_error(403, "Forbidden")
-            return
-        if self.path.startswith("/slow/"):   # /slow/<seconds>/<path>: answer late
-            _, _, seconds, rest = self.path.split("/", 3)
-            time.sleep(float(seconds))
-            self.path = "/" + rest
-        elif self.path.startswith("/trickle/"):   # /trickle/<seconds per 64 KiB>/<path>: send slowly
-            _, _, seconds, rest = self.path.split("/", 3)
-            body = Path(self.translate_path("/" + rest)).read_bytes()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            for i in range(0, len(body), 65536):
-                self.wfile.write(body[i:i + 65536])
-                time.sleep(float(seconds))
-            return
-        if self._fail():
-            return
-        super().do_GET()
-
-    def do_HEAD(self):   # HEAD (is the month published?) is neither slow nor flaky
-        if self.path.startswith("/deny/"):
-            self.send_error(403, "Forbidden")
-            return
-        if self.path.startswith("/flaky/"):
-            self.path = "/" + self.path.split("/", 4)[4]
-        elif self.path.startswith(("/slow/", "/trickle/")):
-            self.path = "/" + self.path.split("/", 3)[3]
-        super().do_HEAD()
-
-    def _fail(self) -> bool:
-        if not self.path.startswith("/flaky/"):
-            return False
-        _, _, mode, n, rest = self.path.split("/", 4)
-        with self.lock:
-            seen = self.failures.get(self.path, 0)
-            self.failures[self.path] = seen + 1
-        self.path = "/" + rest
-        if seen >= int(n):
-            return False
-        if mode == "500":
-            self.send_error(500, "Internal Server Error")
-        elif mode == "reset":
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            self.close_connection = True
-        elif mode == "short":
-            body = Path(self.translate_path(self.path)).read_bytes()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body[: len(body) // 2])
-            self.close_connection = True
-        return True
-
-
 @pytest.fixture(scope="session")
 def http_root(tmp_path_factory):
     """A directory served over http://127.0.0.1:<random port>/ for the whole session."""
     root = tmp_path_factory.mktemp("served")
-    handler = functools.partial(_Handler, directory=str(root))
+    handler = functools.partial(SourceHandler, directory=str(root))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -145,17 +71,17 @@ def http_root(tmp_path_factory):
     server.shutdown()
 
 
+def _pg_env(pg) -> dict[str, str]:
+    """The shipped registry's postgres-connector block, pointed at the test server."""
+    return {"PGHOST": str(pg.socket_dir), "PGPORT": str(pg.port), "PGDATABASE": DATABASE,
+            "PGUSER": "postgres", "PGPASSWORD": "unused-with-trust-auth",
+            "LUIGI_TASKS_BLOCKS": str(ROOT / "config" / "blocks.yaml")}
+
+
 @pytest.fixture()
-def env(pg, tmp_path):
-    """Environment for a luigi subprocess: the shipped registry's postgres-connector -> the test server."""
-    e = dict(os.environ)
-    e.update({
-        "PGHOST": str(pg.socket_dir), "PGPORT": str(pg.port), "PGDATABASE": DATABASE,
-        "PGUSER": "postgres", "PGPASSWORD": "unused-with-trust-auth",
-        "LUIGI_TASKS_BLOCKS": str(ROOT / "config" / "blocks.yaml"),
-        "LUIGI_CONFIG_PATH": str(ROOT / "tests" / "luigi.test.cfg"),
-    })
-    return e
+def env(pg):
+    """Environment for a luigi subprocess: test server, test config (small retry delays)."""
+    return {**os.environ, **_pg_env(pg), "LUIGI_CONFIG_PATH": str(ROOT / "tests" / "luigi.test.cfg")}
 
 
 @pytest.fixture()
@@ -192,19 +118,15 @@ def run_luigi(env, http_root, tmp_path, request):
     return run
 
 
-def month_counts(db, table: str) -> dict[str, int]:
-    with db.cursor() as cur:
-        cur.execute("SELECT to_regclass(%s)", (table,))
-        if cur.fetchone()[0] is None:
-            return {}
-        cur.execute(f"SELECT to_char(source_month, 'YYYY-MM'), count(*) FROM {table} GROUP BY 1")
-        return dict(cur.fetchall())
-
-
-def markers(db, like: str) -> list[str]:
-    with db.cursor() as cur:
-        cur.execute("SELECT to_regclass('table_updates')")
-        if cur.fetchone()[0] is None:
-            return []
-        cur.execute("SELECT update_id FROM table_updates WHERE target_table = %s ORDER BY 1", (like,))
-        return [r[0] for r in cur.fetchall()]
+@pytest.fixture()
+def luigid(pg, tmp_path_factory, monkeypatch):
+    """A real luigid on 127.0.0.1 for one test, task history in PostgreSQL."""
+    for key, value in _pg_env(pg).items():
+        monkeypatch.setenv(key, value)
+    sched = Scheduler("127.0.0.1", free_port(), tmp_path_factory.mktemp("luigid"), "postgres-connector",
+                      HISTORY_DB, config_files=[str(ROOT / "luigi.cfg"), str(ROOT / "tests" / "luigi.test.cfg")])
+    try:
+        sched.start()
+        yield sched
+    finally:
+        sched.stop()

@@ -4,9 +4,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from conftest import ROOT
+import pytest
+from support import ROOT
 
 from luigi_tasks.localdb import LocalPostgres
+
+pytestmark = pytest.mark.slow   # the whole benchmark, small
 
 
 def test_benchmark_runs_every_contender(tmp_path):

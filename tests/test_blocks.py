@@ -5,8 +5,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import DATABASE, ROOT
 from sqlalchemy import text
+from support import DATABASE, ROOT
 
 from luigi_tasks.blocks import MASK, BlockError, EmbeddedPostgres, SqlAlchemyConnector, read_registry
 
@@ -110,13 +110,15 @@ def test_shipped_registry_has_both_blocks(monkeypatch):
     assert blocks["postgres-connector"]["type"] == "sqlalchemy-connector"
 
 
-def _cli(*args: str, env=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "luigi_tasks.blocks", *args], capture_output=True,
-                          text=True, env=env, cwd=ROOT, timeout=60)
+def _cli(*args: str, form: tuple[str, ...] = ("luigi_tasks", "blocks")) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", *form, *args], capture_output=True, text=True, cwd=ROOT,
+                          timeout=60)
 
 
-def test_cli_list_show_check(registry):
-    listing = _cli("list")
+@pytest.mark.slow
+@pytest.mark.parametrize("form", [("luigi_tasks", "blocks"), ("luigi_tasks.blocks",)])
+def test_cli_list_show_check(registry, form):
+    listing = _cli("list", form=form)
     assert listing.returncode == 0
     assert "server\tsqlalchemy-connector" in listing.stdout and "local\tembedded-postgres" in listing.stdout
     shown = _cli("show", "server")
@@ -125,6 +127,7 @@ def test_cli_list_show_check(registry):
     assert checked.returncode == 0 and "PostgreSQL 1" in checked.stdout
 
 
+@pytest.mark.slow
 def test_cli_check_reports_unreachable_server(registry, monkeypatch, tmp_path):
     monkeypatch.setenv("TEST_PGHOST", str(tmp_path))   # no server listens here
     checked = _cli("check", "server")
@@ -133,6 +136,7 @@ def test_cli_check_reports_unreachable_server(registry, monkeypatch, tmp_path):
     assert len(checked.stderr.strip().splitlines()) == 1 and SECRET not in checked.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("change, message", [
     ({"TEST_PGUSER": "loader", "TEST_PGPASSWORD": "wrong-password"},
      'password authentication failed for user "loader"'),

@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from luigi_tasks import schema
-from luigi_tasks.convert import parquet_to_csv
 from luigi_tasks.errors import IngestError
+from luigi_tasks.parquet_csv import parquet_to_csv
 from luigi_tasks.synth import write_month
 
 NAMES = [c.name for c in schema.columns("yellow")]

@@ -6,12 +6,11 @@ import json
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from conftest import REFERENCE, markers, month_counts
+from support import RC_MISSING_DATA, RC_TASK_FAILED, SAMPLE_2019_01, markers, month_counts, serve
 
-from luigi_tasks.synth import sample_to_parquet, write_month
+from luigi_tasks.synth import sample_to_parquet
 
-RC_TASK_FAILED = 30
-RC_MISSING_DATA = 20
+pytestmark = pytest.mark.slow   # real processes end to end
 
 
 def delete_marker(db, prefix: str) -> None:
@@ -20,12 +19,8 @@ def delete_marker(db, prefix: str) -> None:
         assert cur.rowcount == 1
 
 
-def serve_month(run, month: str, rows: int, seed: int = 1):
-    return write_month(run.serve_dir / f"yellow_tripdata_{month}.parquet", month, rows, seed)
-
-
 def test_month_end_to_end(run_luigi, db):
-    src = serve_month(run_luigi, "2022-01", 5000)
+    src = serve(run_luigi, "2022-01", 5000)
     proc = run_luigi("--month", "2022-01")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert month_counts(db, run_luigi.table) == {"2022-01": 5000}
@@ -56,8 +51,8 @@ def test_month_end_to_end(run_luigi, db):
 
 
 def test_two_months_side_by_side(run_luigi, db):
-    serve_month(run_luigi, "2022-01", 3000, seed=1)
-    serve_month(run_luigi, "2022-02", 2000, seed=2)
+    serve(run_luigi, "2022-01", 3000, seed=1)
+    serve(run_luigi, "2022-02", 2000, seed=2)
     for month in ("2022-01", "2022-02"):
         assert run_luigi("--month", month).returncode == 0
     assert month_counts(db, run_luigi.table) == {"2022-01": 3000, "2022-02": 2000}
@@ -65,8 +60,8 @@ def test_two_months_side_by_side(run_luigi, db):
 
 
 def test_rerun_after_marker_deleted_replaces_the_month(run_luigi, db):
-    serve_month(run_luigi, "2022-01", 3000, seed=1)
-    serve_month(run_luigi, "2022-02", 1000, seed=2)
+    serve(run_luigi, "2022-01", 3000, seed=1)
+    serve(run_luigi, "2022-02", 1000, seed=2)
     assert run_luigi("--month", "2022-01").returncode == 0
     assert run_luigi("--month", "2022-02").returncode == 0
     delete_marker(db, f"yellow:2022-01:{run_luigi.table}:")
@@ -77,7 +72,7 @@ def test_rerun_after_marker_deleted_replaces_the_month(run_luigi, db):
     delete_marker(db, f"yellow:2022-01:{run_luigi.table}:")
     for sub in ("raw", "csv"):
         next((run_luigi.data_dir / sub / "yellow").glob("*2022-01*")).unlink()
-    serve_month(run_luigi, "2022-01", 2500, seed=7)
+    serve(run_luigi, "2022-01", 2500, seed=7)
     assert run_luigi("--month", "2022-01").returncode == 0
     assert month_counts(db, run_luigi.table) == {"2022-01": 2500, "2022-02": 1000}
 
@@ -109,7 +104,7 @@ def test_missing_month_404_is_missing_data(run_luigi, db):
 
 
 def test_truncated_parquet_fails_cleanly(run_luigi, db):
-    full = serve_month(run_luigi, "2022-05", 2000).read_bytes()
+    full = serve(run_luigi, "2022-05", 2000).read_bytes()
     (run_luigi.serve_dir / "yellow_tripdata_2022-05.parquet").write_bytes(full[: len(full) // 2])
     proc = run_luigi("--month", "2022-05")
     assert proc.returncode == RC_TASK_FAILED
@@ -127,7 +122,7 @@ def test_invalid_month_is_one_clear_line(run_luigi, month):
 
 
 def test_real_2019_sample_loads_exactly(run_luigi, db):
-    sample_to_parquet(REFERENCE / "samples" / "yellow_tripdata_sample_2019-01.csv",
+    sample_to_parquet(SAMPLE_2019_01,
                       run_luigi.serve_dir / "yellow_tripdata_2019-01.parquet")
     proc = run_luigi("--month", "2019-01")
     assert proc.returncode == 0, proc.stderr[-3000:]

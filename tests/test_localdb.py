@@ -7,9 +7,11 @@ import sys
 
 import psycopg2
 import pytest
-from conftest import ROOT
+from support import ROOT
 
 from luigi_tasks.synth import write_month
+
+pytestmark = pytest.mark.slow   # real processes end to end
 
 
 @pytest.fixture()
@@ -17,11 +19,13 @@ def default_env(env, tmp_path):
     e = dict(env)
     e["LUIGI_TASKS_PGDATA"] = str(tmp_path / "pgdata")
     yield e
-    subprocess.run([sys.executable, "-m", "luigi_tasks.localdb", "stop"], env=e, cwd=ROOT, timeout=60)
+    subprocess.run([sys.executable, "-m", "luigi_tasks", "db", "stop"], env=e, cwd=ROOT, timeout=60)
 
 
 def localdb(env, *args):
-    return subprocess.run([sys.executable, "-m", "luigi_tasks.localdb", *args], env=env, cwd=ROOT,
+    """``python -m luigi_tasks db ...``; ``status`` also through the documented module form."""
+    form = ["luigi_tasks.localdb"] if args[0] == "status" else ["luigi_tasks", "db"]
+    return subprocess.run([sys.executable, "-m", *form, *args], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
 
 

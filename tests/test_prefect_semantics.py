@@ -2,43 +2,12 @@
 subflows/backfills, parallel workers and secrets that never show."""
 from __future__ import annotations
 
-import builtins
 import json
-import logging
-import os
-import threading
-import time
 
-import luigi
 import pytest
-from conftest import PASSWORD_ROLE, ROLE_PASSWORD, markers, month_counts
+from support import PASSWORD_ROLE, ROLE_PASSWORD, age_file, markers, month_counts, ran, serve
 
-from luigi_tasks.logs import prints_to_log
-from luigi_tasks.synth import write_month
-from luigi_tasks.tasks import MonthTask, parse_duration
-
-
-def serve(run, month: str, rows: int, seed: int = 1):
-    return write_month(run.serve_dir / f"yellow_tripdata_{month}.parquet", month, rows, seed)
-
-
-def ran(proc) -> set[str]:
-    """The tasks this run executed, by their human names ("Load yellow 2022-01")."""
-    return {line.split("done      ", 1)[1].strip() for line in proc.stderr.splitlines() if "done      " in line}
-
-
-def age_file(path, days: float) -> None:
-    t = time.time() - days * 86400
-    os.utime(path, (t, t))
-
-
-def test_parse_duration():
-    assert parse_duration("7 days").days == 7
-    assert parse_duration("12h").total_seconds() == 43200
-    assert parse_duration("1 week 2 days").days == 9
-    assert parse_duration("") is None and parse_duration("never") is None
-    with pytest.raises(Exception, match="invalid cache_expiration"):
-        parse_duration("soon")
+pytestmark = pytest.mark.slow   # real processes end to end
 
 
 def test_expired_download_reruns_everything_downstream_without_duplicates(run_luigi, db):
@@ -108,45 +77,6 @@ def test_load_report_is_printed_to_the_log_with_the_task_id(run_luigi):
     assert lines[0][:4].isdigit()                     # timestamped, one line per event
     assert "running   Download yellow 2022-01" in proc.stderr   # human task names in the log
     assert proc.stdout == ""                           # nothing printed past the log
-
-
-class _Printer(MonthTask):
-    def run(self):
-        print("hello from", self.ym)
-
-
-def test_log_prints_routes_print_in_run_and_restores_it(caplog):
-    caplog.set_level(logging.INFO, logger="luigi-interface")
-    task = _Printer(month=luigi.date_interval.Month(2022, 1).date_a)
-    before = builtins.print
-    task.run()
-    assert builtins.print is before
-    assert f"[{task.task_id}] hello from 2022-01" in caplog.text
-
-
-def test_log_prints_is_per_thread(caplog):
-    caplog.set_level(logging.INFO, logger="luigi-interface")
-    original = builtins.print
-    tasks = [_Printer(month=luigi.date_interval.Month(2022, m).date_a) for m in (1, 2)]
-    barrier = threading.Barrier(2)
-
-    def work(task):
-        with prints_to_log(task):
-            barrier.wait()
-            for i in range(50):
-                print(f"{task.ym} line {i}")
-
-    threads = [threading.Thread(target=work, args=(t,)) for t in tasks]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert builtins.print is original
-    for rec in caplog.records:
-        if " line " in rec.getMessage():
-            task_id, text = rec.getMessage()[1:].split("] ", 1)
-            assert text.startswith(next(t.ym for t in tasks if t.task_id == task_id))
-    assert sum(" line " in r.getMessage() for r in caplog.records) == 100
 
 
 def test_log_prints_can_be_switched_off(run_luigi):

@@ -2,6 +2,7 @@
 concurrent runs, bad input. Real processes, real servers."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 import random
 import resource
@@ -12,15 +13,13 @@ import time
 import psycopg2
 import pyarrow.parquet as pq
 import pytest
-from conftest import DATABASE, REFERENCE, ROOT, markers, month_counts
+from support import DATABASE, ROOT, ZONE_LOOKUP, markers, month_counts, serve, wait_for_line
 
-from luigi_tasks.download import validate_parquet
+from luigi_tasks.load import LoadMonth
 from luigi_tasks.localdb import LocalPostgres
-from luigi_tasks.synth import write_month
+from luigi_tasks.sources import validate_parquet
 
-
-def serve(run, month: str, rows: int, dataset: str = "yellow", seed: int = 1):
-    return write_month(run.serve_dir / f"{dataset}_tripdata_{month}.parquet", month, rows, seed, dataset)
+pytestmark = pytest.mark.slow   # real processes end to end
 
 
 @pytest.mark.parametrize("dataset", ["yellow", "green", "fhv", "fhvhv"])
@@ -33,9 +32,7 @@ def test_every_dataset_loads_into_its_own_table(run_luigi, db, dataset):
 
 
 def test_default_table_names_per_dataset():
-    from luigi_tasks.load import LoadMonth
-
-    names = {d: LoadMonth(dataset=d, month=__import__("datetime").date(2022, 3, 1)).table_name
+    names = {d: LoadMonth(dataset=d, month=dt.date(2022, 3, 1)).table_name
              for d in ("yellow", "green", "fhv", "fhvhv")}
     assert names == {"yellow": "yellow_taxi_trips", "green": "green_taxi_trips", "fhv": "fhv_taxi_trips",
                      "fhvhv": "fhvhv_taxi_trips"}
@@ -59,7 +56,7 @@ def test_schema_drift_across_years_into_one_table(run_luigi, db):
 
 
 def test_zone_lookup_loads_and_joins(run_luigi, db, http_root):
-    (run_luigi.serve_dir / "zones.csv").write_bytes((REFERENCE / "taxi_zone_lookup.csv").read_bytes())
+    (run_luigi.serve_dir / "zones.csv").write_bytes(ZONE_LOOKUP.read_bytes())
     serve(run_luigi, "2022-01", 800)
     assert run_luigi("--month", "2022-01").returncode == 0
     zones_table = f"{run_luigi.table}_zones"
@@ -95,18 +92,6 @@ def test_row_count_mismatch_rolls_back_with_both_numbers(run_luigi, db):
     assert month_counts(db, run_luigi.table) == {} and markers(db, run_luigi.table) == []
 
 
-def _wait_for(proc: subprocess.Popen, text: str, timeout: float = 60) -> bool:
-    """Read the process's log until ``text`` appears (True) or it ends (False)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line:
-            return False
-        if text in line:
-            return True
-    return False
-
-
 def _check_invariants(run, db, table: str, rows: int) -> None:
     raw = run.data_dir / "raw/yellow/yellow_tripdata_2022-01.parquet"
     csv_file = run.data_dir / "csv/yellow/yellow_tripdata_2022-01.csv"
@@ -135,7 +120,7 @@ def test_sigkill_at_random_points_never_leaves_a_half_month(run_luigi, db, http_
         cmd = run_luigi.command(*args, url=trickle if stage == "Download" else None)
         proc = subprocess.Popen(cmd, cwd=ROOT, env=run_luigi.env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True)
-        reached = _wait_for(proc, f"running   {stage} yellow 2022-01")
+        reached = wait_for_line(proc, f"running   {stage} yellow 2022-01")
         time.sleep(rng.uniform(0, 0.2))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
@@ -161,7 +146,7 @@ def test_database_lost_mid_run_fails_clearly_then_recovers(run_luigi, tmp_path, 
         cmd = run_luigi.command("--month", "2022-01", "--LoadMonth-retries", "1")
         proc = subprocess.Popen(cmd, cwd=ROOT, env={**run_luigi.env, **env}, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True)
-        assert _wait_for(proc, "running   Convert yellow 2022-01")
+        assert wait_for_line(proc, "running   Convert yellow 2022-01")
         server.stop()                                        # the database goes away
         rest = proc.stderr.read()
         proc.wait(timeout=120)
@@ -199,7 +184,7 @@ def test_luigi_lock_turns_an_identical_second_run_away(run_luigi, db, http_root)
     cmd = run_luigi.command("--month", "2022-01", url=slow)
     first = subprocess.Popen(cmd, cwd=ROOT, env=run_luigi.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                              text=True)
-    assert _wait_for(first, "running   Download yellow 2022-01")
+    assert wait_for_line(first, "running   Download yellow 2022-01")
     second = subprocess.run(cmd, cwd=ROOT, env=run_luigi.env, capture_output=True, text=True, timeout=60)
     first.communicate(timeout=120)
     assert second.returncode == 10 and first.returncode == 0

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import pytest
-from conftest import markers, month_counts
+from support import markers, month_counts, serve
 
-from luigi_tasks.synth import write_month
+pytestmark = pytest.mark.slow   # real processes end to end
 
 
 def flaky_url(http_root, run, mode: str, failures: int) -> str:
@@ -13,7 +13,7 @@ def flaky_url(http_root, run, mode: str, failures: int) -> str:
 
 @pytest.mark.parametrize("mode", ["500", "reset", "short"])
 def test_transient_failures_below_the_retry_limit_still_load(run_luigi, http_root, db, mode):
-    write_month(run_luigi.serve_dir / "yellow_tripdata_2022-01.parquet", "2022-01", rows=1500)
+    serve(run_luigi, "2022-01", 1500)
     proc = run_luigi("--month", "2022-01", "--DownloadMonth-retries", "3",
                      url=flaky_url(http_root, run_luigi, mode, 2))
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -22,7 +22,7 @@ def test_transient_failures_below_the_retry_limit_still_load(run_luigi, http_roo
 
 
 def test_failures_at_the_retry_limit_stop_the_run_and_load_nothing(run_luigi, http_root, db):
-    write_month(run_luigi.serve_dir / "yellow_tripdata_2022-01.parquet", "2022-01", rows=1500)
+    serve(run_luigi, "2022-01", 1500)
     proc = run_luigi("--month", "2022-01", "--DownloadMonth-retries", "2",
                      url=flaky_url(http_root, run_luigi, "500", 3))
     assert proc.returncode == 30

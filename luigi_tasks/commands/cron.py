@@ -16,35 +16,41 @@ import luigi.lock
 import luigi.retcodes
 from luigi.retcodes import run_with_retcodes
 
-from luigi_tasks.config import data_path
-from luigi_tasks.status import cron, default_window
+from luigi_tasks import config
+from luigi_tasks.months import parse_month
+
+HELP = "what the crontab line runs: the latest published month, and catch-up of missing ones"
+accepts_extra = True   # unknown arguments go to luigi
 
 
-def luigi_args(central: bool, extra: list[str], window: tuple | None = None) -> list[str]:
-    start, stop = window or default_window()
-    today = dt.date.today()
-    # RangeMonthly ignores months older than now - months_back (13 by default): reach back to start.
-    months_back = (today.year - start.year) * 12 + today.month - start.month + 1
-    args = ["--module", "luigi_tasks", "RangeMonthly", "--of", "IngestMonth", "--param-name", "month",
-            "--of-params", json.dumps({"dataset": cron().dataset}),
-            "--start", f"{start:%Y-%m}", "--stop", f"{stop:%Y-%m}", "--months-back", str(months_back)]
-    return args + ([] if central else ["--local-scheduler"]) + extra
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m luigi_tasks cron", description=__doc__.splitlines()[0])
+def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--central", action="store_true", help="use luigid ([core] default_scheduler_host/port)")
     ap.add_argument("--dry-run", action="store_true", help="print the luigi command line and exit")
     ap.add_argument("--lag-months", type=int, help="override [cron] lag_months")
     ap.add_argument("--catch-up-months", type=int, help="override [cron] catch_up_months")
     ap.add_argument("--since", help="override [cron] since (YYYY-MM)")
-    args, extra = ap.parse_known_args(argv)
-    window = default_window(args.lag_months, args.catch_up_months, args.since)
-    command = luigi_args(args.central, extra, window)
+
+
+def luigi_args(central: bool, extra: list[str], window: tuple[dt.date, dt.date]) -> list[str]:
+    start, stop = window
+    today = dt.date.today()
+    # RangeMonthly ignores months older than now - months_back (13 by default): reach back to start.
+    months_back = (today.year - start.year) * 12 + today.month - start.month + 1
+    args = ["--module", "luigi_tasks", "RangeMonthly", "--of", "IngestMonth", "--param-name", "month",
+            "--of-params", json.dumps({"dataset": config.cron().dataset}),
+            "--start", f"{start:%Y-%m}", "--stop", f"{stop:%Y-%m}", "--months-back", str(months_back)]
+    return args + ([] if central else ["--local-scheduler"]) + extra
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.since:
+        parse_month(args.since, "--since")
+    window = config.cron_window(args.lag_months, args.catch_up_months, args.since)
+    command = luigi_args(args.central, args.extra, window)
     if args.dry_run:
         print("luigi " + " ".join(command))
         return 0
-    lock_dir = data_path("locks").absolute()
+    lock_dir = config.data_path("locks").absolute()
     lock_dir.mkdir(parents=True, exist_ok=True)
     # luigi's own lock, taken here rather than per luigi run: it names this process's command line.
     if not luigi.lock.acquire_for(str(lock_dir)):

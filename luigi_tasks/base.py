@@ -1,0 +1,135 @@
+"""The base of every task in the package, and of every month task.
+
+``PipelineTask`` gives each task, from one place, what a Prefect user expects of
+``@task``: ``retries`` (luigi's ``retry_count`` is retries + 1), ``log_prints``
+(``print()`` in ``run()`` goes to the log), a human ``name`` in logs and the
+visualizer, and ``cache_expiration``.
+
+Caching is luigi's own: a task is done when its output exists. On top of that, as
+Prefect's ``cache_expiration``, an output older than the family's ``cache_expiration``
+counts as missing, and a task whose upstream output is stale (expired, or built from
+another source version) is stale too, so a refresh flows downstream. A deleted
+intermediate file does not: once a month is loaded, its raw and CSV files may be
+removed without causing a reload.
+
+Overridable hooks:
+
+- ``name_template`` and ``name_fields()``: the task's human name;
+- ``output_age()``: how old the output is (file mtime, or a marker's ``inserted``);
+- ``own_complete()``: whether this task's own output is usable, ignoring upstream.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any, ClassVar
+
+import luigi
+from luigi.task import flatten
+
+from luigi_tasks.config import data_path, parse_duration, pipeline
+from luigi_tasks.errors import ConfigError
+from luigi_tasks.logs import prints_to_log
+from luigi_tasks.params import DatasetParameter, StrictMonthParameter
+from luigi_tasks.schema import DATASETS, FIRST_MONTH
+
+
+class PipelineTask(luigi.Task):
+    """A task with Prefect's per-task options (see the module docstring)."""
+
+    retries = luigi.IntParameter(default=0, significant=False, description="retries after a failure, as Prefect's")
+    cache_expiration = luigi.Parameter(
+        default="", significant=False, description="outputs older than this count as missing, e.g. '7 days'")
+
+    # Prefect's task name=: how the task appears in logs and status messages.
+    name_template: ClassVar[str] = "{family}"
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        if "run" in cls.__dict__:   # wrap each class's own run() so print() goes to the log
+            run = cls.__dict__["run"]
+
+            def logged_run(self, _run=run):
+                with prints_to_log(self, enabled=pipeline().log_prints):
+                    return _run(self)
+
+            logged_run.__doc__ = run.__doc__
+            cls.run = logged_run
+
+    def name_fields(self) -> dict[str, Any]:
+        return {"family": self.task_family}
+
+    def __str__(self) -> str:
+        return self.name_template.format(**self.name_fields())
+
+    @property
+    def retry_count(self) -> int:
+        # luigi counts failures allowed before DISABLED; Prefect counts retries after the first.
+        return self.retries + 1
+
+    # -- caching ------------------------------------------------------------
+    def output_exists(self) -> bool:
+        return all(t.exists() for t in flatten(self.output()))
+
+    def output_age(self) -> dt.timedelta | None:
+        """How long ago the output was made (for expiry); None if unknown."""
+        target = self.output()
+        if hasattr(target, "age"):   # a marker row knows when it was written
+            return target.age()
+        if isinstance(target, luigi.LocalTarget) and Path(target.path).exists():
+            return dt.datetime.now() - dt.datetime.fromtimestamp(Path(target.path).stat().st_mtime)
+        return None
+
+    def expired(self, age: dt.timedelta | None = None) -> bool:
+        """Whether the output (of ``age``, default: measured) is older than ``cache_expiration``."""
+        limit = parse_duration(self.cache_expiration)
+        if limit and age is None:
+            age = self.output_age()
+        return limit is not None and age is not None and age > limit
+
+    def own_complete(self) -> bool:
+        return self.output_exists() and not self.expired()
+
+    def stale(self) -> bool:
+        """The output exists but must be rebuilt, so everything built from it must be too."""
+        return self.output_exists() and not self.complete()
+
+    def complete(self) -> bool:
+        return self.own_complete() and not any(dep.stale() for dep in flatten(self.requires())
+                                               if isinstance(dep, PipelineTask))
+
+
+class MonthTask(PipelineTask):
+    """A task about one month of one TLC dataset."""
+
+    dataset = DatasetParameter(default="yellow", description="TLC dataset: " + ", ".join(DATASETS))
+    month = StrictMonthParameter(description="month to ingest, YYYY-MM")
+    source_version = luigi.Parameter(
+        default="", description="source version the output must come from (IngestMonth --refresh sets it); "
+                                "empty: whatever was fetched")
+
+    name_template = "{family} {dataset} {month}"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        first = FIRST_MONTH[self.dataset]
+        if self.ym < first:
+            raise ConfigError(f"{self.dataset} {self.ym}: the TLC publishes {self.dataset} trips from {first} on")
+        if self.month > dt.date.today():
+            raise ConfigError(f"{self.dataset} {self.ym}: that month has not happened yet")
+
+    @property
+    def ym(self) -> str:
+        return self.month.strftime("%Y-%m")
+
+    def name_fields(self) -> dict[str, Any]:
+        return {**super().name_fields(), "dataset": self.dataset, "month": self.ym}
+
+    def month_args(self) -> dict[str, Any]:
+        return {"dataset": self.dataset, "month": self.month, "source_version": self.source_version}
+
+    def raw_path(self) -> Path:
+        return data_path("raw", self.dataset, f"{self.dataset}_tripdata_{self.ym}.parquet")
+
+    def csv_path(self) -> Path:
+        return data_path("csv", self.dataset, f"{self.dataset}_tripdata_{self.ym}.csv")

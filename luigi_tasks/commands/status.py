@@ -1,0 +1,51 @@
+"""``python -m luigi_tasks status``: which months are loaded (rows, load time, source version) and which
+are missing.
+
+    python -m luigi_tasks status [--dataset yellow] [--start 2022-01] [--stop 2023-01] [--json]
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+
+from luigi_tasks.config import cron_window
+from luigi_tasks.load import LoadMonth
+from luigi_tasks.load_report import loaded_months
+from luigi_tasks.months import add_months, month_range, parse_month
+from luigi_tasks.schema import DATASETS
+
+HELP = "which months are loaded (rows, load time, source version) and which are missing"
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--dataset", choices=DATASETS, default="yellow")
+    ap.add_argument("--block", help="connection block (default: [LoadMonth] block)")
+    ap.add_argument("--table", help="table (default: [LoadMonth] table or {dataset}_taxi_trips)")
+    ap.add_argument("--start", type=parse_month, help="first month to check (default: cron's window)")
+    ap.add_argument("--stop", type=parse_month, help="month after the last to check (default: next to publish)")
+    ap.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def run(args: argparse.Namespace) -> int:
+    task = LoadMonth(dataset=args.dataset, month=dt.date.today().replace(day=1), **{
+        k: v for k, v in (("block", args.block), ("table", args.table)) if v})
+    table = task.table_name
+    loaded = loaded_months(task.connector(), table)
+    start, stop = cron_window()
+    if loaded:
+        start = min(start, dt.date.fromisoformat(min(loaded) + "-01"))
+    start, stop = args.start or start, args.stop or stop
+    missing = [f"{m:%Y-%m}" for m in month_range(start, stop) if f"{m:%Y-%m}" not in loaded]
+    if args.json:
+        print(json.dumps({"table": table, "dataset": args.dataset, "start": f"{start:%Y-%m}",
+                          "stop": f"{stop:%Y-%m}", "loaded": list(loaded.values()), "missing": missing}, indent=1))
+        return 0
+    print(f"{table} ({args.dataset}): {len(loaded)} month(s) loaded, {sum(r['rows'] for r in loaded.values()):,} rows")
+    if loaded:
+        print(f"{'month':<8} {'rows':>12} {'outside month':>14}  {'loaded at':<19}  version")
+        for r in loaded.values():
+            print(f"{r['month']:<8} {r['rows']:>12,} {r['pickups_outside_month'] or 0:>14,}  "
+                  f"{r['loaded_at'][:19]:<19}  {r['source_version'] or '-'}")
+    print(f"missing in {start:%Y-%m}..{add_months(stop, -1):%Y-%m}: {', '.join(missing) if missing else 'none'}")
+    return 0

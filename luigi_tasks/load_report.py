@@ -1,0 +1,52 @@
+"""The load report: table ``ingest_loads``, one row per table and month (rows, pickups outside the
+month, source version and URL, load time), written in the load's own transaction and read
+by ``python -m luigi_tasks status``."""
+from __future__ import annotations
+
+import psycopg2
+from psycopg2 import sql
+
+from luigi_tasks.blocks import SqlAlchemyConnector
+from luigi_tasks.pgerrors import database_error
+
+LOAD_REPORT = "ingest_loads"
+
+
+def record_load(conn, table: str, dataset: str, month_value: str, report: dict, rows: int) -> None:
+    """Inside the load's transaction: the month's row in the load report (read by the status command)."""
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("""INSERT INTO {} VALUES (%s, %s, %s, %s, %s, %s, %s, now())
+            ON CONFLICT (table_name, source_month) DO UPDATE SET dataset = EXCLUDED.dataset, rows = EXCLUDED.rows,
+              pickups_outside_month = EXCLUDED.pickups_outside_month, source_version = EXCLUDED.source_version,
+              source_url = EXCLUDED.source_url, loaded_at = now()""").format(sql.Identifier(LOAD_REPORT)),
+                    (table, month_value, dataset, rows, report.get("pickups_outside_month"),
+                     report.get("version"), report.get("url")))
+
+
+def create_report_table(cur) -> None:
+    cur.execute(sql.SQL("""CREATE TABLE IF NOT EXISTS {} (
+        table_name text, source_month date, dataset text, rows bigint, pickups_outside_month bigint,
+        source_version text, source_url text, loaded_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (table_name, source_month))""").format(sql.Identifier(LOAD_REPORT)))
+
+
+def loaded_months(block: SqlAlchemyConnector, table: str) -> dict[str, dict]:
+    """Each loaded month of ``table`` (``YYYY-MM``) with its row of the report."""
+    conn = block.psycopg2_connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT to_regclass(%s)", (LOAD_REPORT,))
+            if cur.fetchone()[0] is None:
+                return {}
+            cur.execute(sql.SQL("""SELECT to_char(source_month, 'YYYY-MM'), rows, pickups_outside_month,
+                                          loaded_at, source_version, source_url
+                                   FROM {} WHERE table_name = %s ORDER BY source_month""")
+                        .format(sql.Identifier(LOAD_REPORT)), (table,))
+            return {m: {"month": m, "rows": rows, "pickups_outside_month": outside,
+                        "loaded_at": loaded.isoformat(timespec="seconds"), "source_version": version,
+                        "source_url": url}
+                    for m, rows, outside, loaded, version, url in cur.fetchall()}
+    except psycopg2.Error as exc:
+        raise database_error(f"cannot read {LOAD_REPORT}", exc) from exc
+    finally:
+        conn.close()

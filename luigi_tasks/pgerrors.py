@@ -1,0 +1,34 @@
+"""PostgreSQL errors as the package's two kinds: transient (retry) or permanent (fail at once).
+
+Classified by SQLSTATE where the server sent one, by the driver's text where it did not
+(a refused or dropped connection has no SQLSTATE). The psycopg2 error stays chained as
+the cause; its message carries user and host, never the password.
+"""
+from __future__ import annotations
+
+from luigi_tasks.errors import IngestError, PermanentError, TransientError, first_line
+
+# SQLSTATE classes and codes worth another attempt: the connection, the server's resources or
+# state, and the concurrency failures PostgreSQL itself asks clients to retry.
+_TRANSIENT_CLASSES = ("08", "53", "57")
+_TRANSIENT_CODES = {"40001", "40P01", "55P03", "55006"}
+# Connection failures that will fail the same way next time.
+_PERMANENT_TEXT = ("password authentication failed", "no pg_hba.conf entry", "does not exist",
+                   "authentication failed", "permission denied")
+
+
+def is_transient(exc: BaseException) -> bool:
+    code = getattr(exc, "pgcode", None)
+    if code:
+        return code[:2] in _TRANSIENT_CLASSES or code in _TRANSIENT_CODES
+    import psycopg2
+
+    if isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)):
+        return not any(text in str(exc) for text in _PERMANENT_TEXT)
+    return False
+
+
+def database_error(what: str, exc: BaseException) -> IngestError:
+    """A one-line error ``<what>: <the server's first line>`` of the right kind."""
+    kind = TransientError if is_transient(exc) else PermanentError
+    return kind(f"{what}: {first_line(exc)}")
