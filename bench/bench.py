@@ -224,9 +224,7 @@ def report(args: argparse.Namespace, results: dict[str, list[dict]], sweep: list
         lines += ["", "Memory sweep, `ingest_cold` (one run each): peak RSS must not grow with the month.", "",
                   "| rows | wall s | peak RSS MB |", "|---:|---:|---:|"]
         lines += [f"| {rows:,} | {r['wall']:.2f} | {r['rss_mb']:.0f} |" for rows, r in sweep]
-    notes = ROOT / "bench" / "NOTES.md"
-    if notes.exists():   # the profile and the alternatives measured, kept by hand
-        lines += ["", notes.read_text().rstrip()]
+    lines += ["", "What the figures mean, the profile and the alternatives measured: docs/performance.md."]
     return "\n".join(lines) + "\n"
 
 

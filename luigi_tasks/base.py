@@ -32,6 +32,7 @@ from luigi_tasks.errors import ConfigError
 from luigi_tasks.logs import prints_to_log
 from luigi_tasks.params import DatasetParameter, StrictMonthParameter
 from luigi_tasks.schema import DATASETS, FIRST_MONTH
+from luigi_tasks.secret import redact
 
 
 class PipelineTask(luigi.Task):
@@ -66,6 +67,11 @@ class PipelineTask(luigi.Task):
     def retry_count(self) -> int:
         # luigi counts failures allowed before DISABLED; Prefect counts retries after the first.
         return self.retries + 1
+
+    def on_failure(self, exception: BaseException) -> str:
+        """The explanation luigid shows and records: luigi's traceback (with its chained causes),
+        scrubbed of every secret this process has loaded."""
+        return redact(super().on_failure(exception))
 
     # -- caching ------------------------------------------------------------
     def output_exists(self) -> bool:
