@@ -143,6 +143,14 @@ def test_stale_pidfile_does_not_stop_the_scheduler_starting(tmp_path, pg, monkey
     assert not sched.status()["running"] and not sched.pidfile.exists()
 
 
+@pytest.mark.parametrize("form", [("luigi_tasks", "scheduler"), ("luigi_tasks.scheduler",)])
+def test_scheduler_command_reports_stopped(tmp_path, form):
+    proc = subprocess.run([sys.executable, "-m", *form, "status", "--json", "--state-dir", str(tmp_path),
+                           "--port", str(free_port())], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3, proc.stderr
+    assert json.loads(proc.stdout)["running"] is False
+
+
 def _months_back(n: int) -> str:
     return f"{add_months(dt.date.today().replace(day=1), -n):%Y-%m}"
 
