@@ -10,6 +10,10 @@ import warnings
 warnings.filterwarnings("ignore", message=r".*found in sys\.modules after import of package 'luigi_tasks'",
                         category=RuntimeWarning)
 
+from luigi_tasks.config import bootstrap as _read_config  # noqa: E402
+
+_read_config()   # before any task or config section reads a value
+
 from luigi_tasks.convert import ParquetToCsv  # noqa: E402
 from luigi_tasks.download import DownloadMonth, PublishedMonth  # noqa: E402
 from luigi_tasks.flows import IngestMonth, IngestRange  # noqa: E402

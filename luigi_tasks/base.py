@@ -1,9 +1,12 @@
 """The base of every task in the package, and of every month task.
 
 ``PipelineTask`` gives each task, from one place, what a Prefect user expects of
-``@task``: ``retries`` (luigi's ``retry_count`` is retries + 1), ``log_prints``
+``@task``: ``retries`` with ``retry_delays``, ``retry_backoff`` and ``retry_jitter``
+(inside ``run()``, so a retry is logged and waited for where it happens, and a
+permanent error is not retried at all: ``luigi_tasks.retry``), ``log_prints``
 (``print()`` in ``run()`` goes to the log), a human ``name`` in logs and the
-visualizer, and ``cache_expiration``.
+visualizer, and ``cache_expiration``. Every per-task setting can be given per family
+(``[DownloadMonth] retries``) or for all tasks (``[pipeline] retry_delays``).
 
 Caching is luigi's own: a task is done when its output exists. On top of that, as
 Prefect's ``cache_expiration``, an output older than the family's ``cache_expiration``
@@ -21,6 +24,8 @@ Overridable hooks:
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -28,17 +33,38 @@ import luigi
 from luigi.task import flatten
 
 from luigi_tasks.config import data_path, parse_duration, pipeline
-from luigi_tasks.errors import ConfigError
+from luigi_tasks.errors import ConfigError, IngestError, first_line
 from luigi_tasks.logs import prints_to_log
 from luigi_tasks.params import DatasetParameter, StrictMonthParameter
+from luigi_tasks.retry import RetryPolicy, parse_delays
 from luigi_tasks.schema import DATASETS, FIRST_MONTH
 from luigi_tasks.secret import redact
+
+logger = logging.getLogger("luigi-interface")
+
+
+def _pipeline_default(name: str) -> dict[str, str]:
+    """Where a per-task setting falls back to when its family's section does not set it."""
+    return {"section": "pipeline", "name": name}
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for a person: an expected error's message, else the exception's type and first line."""
+    text = str(exc) if isinstance(exc, IngestError) else f"{type(exc).__name__}: {first_line(exc)}"
+    return redact(text)
 
 
 class PipelineTask(luigi.Task):
     """A task with Prefect's per-task options (see the module docstring)."""
 
-    retries = luigi.IntParameter(default=0, significant=False, description="retries after a failure, as Prefect's")
+    retries = luigi.IntParameter(default=0, significant=False, config_path=_pipeline_default("retries"),
+                                 description="attempts after the first one fails (transient errors only)")
+    retry_delays = luigi.Parameter(default="10", significant=False, config_path=_pipeline_default("retry_delays"),
+                                   description="seconds before each retry, e.g. '10' or '10, 60, 300'")
+    retry_backoff = luigi.Parameter(default="", significant=False, config_path=_pipeline_default("retry_backoff"),
+                                    description="'exponential': the first delay doubles with every retry")
+    retry_jitter = luigi.FloatParameter(default=0.0, significant=False, config_path=_pipeline_default("retry_jitter"),
+                                        description="spread each delay by up to this fraction, e.g. 0.2")
     cache_expiration = luigi.Parameter(
         default="", significant=False, description="outputs older than this count as missing, e.g. '7 days'")
 
@@ -47,26 +73,44 @@ class PipelineTask(luigi.Task):
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
-        if "run" in cls.__dict__:   # wrap each class's own run() so print() goes to the log
+        if "run" in cls.__dict__:   # each class's own run(): print() to the log, retried per the policy
             run = cls.__dict__["run"]
 
-            def logged_run(self, _run=run):
+            def managed_run(self, _run=run):
                 with prints_to_log(self, enabled=pipeline().log_prints):
-                    return _run(self)
+                    return self.run_with_retries(lambda: _run(self))
 
-            logged_run.__doc__ = run.__doc__
-            cls.run = logged_run
+            managed_run.__doc__ = run.__doc__
+            cls.run = managed_run
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(self.retries, parse_delays(self.retry_delays), self.retry_backoff.strip().lower(),
+                           self.retry_jitter)
+
+    def run_with_retries(self, attempt: Any) -> Any:
+        """Call ``attempt()`` until it succeeds, a permanent error occurs, or the retries are used up;
+        each retry is logged (and shown in the visualizer) before its wait."""
+        policy = self.retry_policy()
+        number = 1
+        while True:
+            try:
+                return attempt()
+            except Exception as exc:
+                if not policy.should_retry(exc, number):
+                    raise
+                delay = policy.delay(number)
+                number += 1
+                message = f"attempt {number} of {policy.attempts} in {delay:g} s: {describe_error(exc)}"
+                logger.warning("retrying %s: %s", self, message)
+                if self.set_status_message:   # set by luigi's worker while run() runs
+                    self.set_status_message(f"{self}: retrying, {message}")
+                time.sleep(delay)
 
     def name_fields(self) -> dict[str, Any]:
         return {"family": self.task_family}
 
     def __str__(self) -> str:
         return self.name_template.format(**self.name_fields())
-
-    @property
-    def retry_count(self) -> int:
-        # luigi counts failures allowed before DISABLED; Prefect counts retries after the first.
-        return self.retries + 1
 
     def on_failure(self, exception: BaseException) -> str:
         """The explanation luigid shows and records: luigi's traceback (with its chained causes),

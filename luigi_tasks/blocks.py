@@ -1,6 +1,7 @@
 """Connection settings as named blocks, in the shape of Prefect's ``SqlAlchemyConnector``.
 
-Blocks live in a YAML registry (env ``LUIGI_TASKS_BLOCKS``, else ``config/blocks.yaml``)::
+Blocks live in a YAML registry (env ``LUIGI_TASKS_BLOCKS``, else ``[pipeline] blocks``, by default
+``config/blocks.yaml`` beside luigi.cfg)::
 
     blocks:
       postgres-connector:
@@ -25,6 +26,7 @@ from typing import Any, ClassVar
 
 import yaml
 
+from luigi_tasks.config import pipeline, project_dir
 from luigi_tasks.errors import ConfigError
 from luigi_tasks.localdb import SUPERUSER, LocalPostgres
 from luigi_tasks.pgerrors import database_error
@@ -33,7 +35,6 @@ from luigi_tasks.secret import MASK, SecretStr
 __all__ = ["MASK", "Block", "BlockError", "EmbeddedPostgres", "SecretStr", "SqlAlchemyConnector", "read_registry"]
 
 REGISTRY_ENV = "LUIGI_TASKS_BLOCKS"
-DEFAULT_REGISTRY = "config/blocks.yaml"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -42,7 +43,7 @@ class BlockError(ConfigError):
 
 
 def registry_path() -> Path:
-    return Path(os.environ.get(REGISTRY_ENV) or DEFAULT_REGISTRY)
+    return Path(os.environ.get(REGISTRY_ENV) or pipeline().blocks)
 
 
 def read_registry(path: Path | None = None) -> dict[str, dict]:
@@ -197,7 +198,9 @@ class EmbeddedPostgres(SqlAlchemyConnector):
 
     def __init__(self, name: str, *, data_dir: str = "data/postgres", database: str = "nyc_taxi",
                  port: int | str = 5432) -> None:
-        self.server = LocalPostgres(data_dir, int(port))
+        # A relative data_dir is relative to the project (the luigi.cfg naming the registry), not to
+        # wherever the command was started.
+        self.server = LocalPostgres(project_dir() / Path(data_dir).expanduser(), int(port))
         super().__init__(name, host=str(self.server.socket_dir), port=port, database=database,
                          username=SUPERUSER)
         self._started = False

@@ -1,15 +1,25 @@
-"""Every ``luigi.Config`` section of the package and its defaults.
+"""Every ``luigi.Config`` section of the package and its defaults, and where luigi.cfg is found.
 
 Each class is a section of luigi.cfg; every key also works on the command line as
 ``--section-key value`` (e.g. ``--pipeline-data-dir /srv/tlc``).
+
+luigi reads ``./luigi.cfg`` and ``$LUIGI_CONFIG_PATH`` only, so a cron job started in
+another directory would run with no configuration at all (every exit code 0). Importing
+the package therefore also reads the checkout's own ``luigi.cfg`` first (``./luigi.cfg``
+and ``LUIGI_CONFIG_PATH`` still override it), and relative paths in a config file
+(``data_dir``, the logging config, the block registry, luigid's state) are taken relative
+to the file that sets them, not to the working directory.
 """
 from __future__ import annotations
 
+import configparser
 import datetime as dt
+import os
 import re
 from pathlib import Path
 
 import luigi
+import luigi.configuration
 
 from luigi_tasks.errors import ConfigError
 from luigi_tasks.months import parse_month, window
@@ -21,6 +31,8 @@ DEFAULT_BLOCK = "local-postgres"
 
 class pipeline(luigi.Config):  # noqa: N801 - the class name is the luigi.cfg section name
     data_dir = luigi.Parameter(default="data", description="where raw Parquet and CSV files are kept")
+    blocks = luigi.Parameter(default="config/blocks.yaml",
+                             description="the block registry ($LUIGI_TASKS_BLOCKS overrides it)")
     log_prints = luigi.BoolParameter(default=True, parsing=luigi.BoolParameter.EXPLICIT_PARSING,
                                      description="send print() inside a task's run() to the log (Prefect)")
 
@@ -67,3 +79,43 @@ def parse_duration(text: str) -> dt.timedelta | None:
     if not parts or re.sub(r"[\d.\sa-z]", "", text) or any(unit not in _UNITS for _, unit in parts):
         raise ConfigError(f"invalid cache_expiration {text!r}: use e.g. '7 days', '12 hours', '30 minutes'")
     return dt.timedelta(seconds=sum(float(n) * _UNITS[unit] for n, unit in parts))
+
+
+# -- where the configuration comes from ------------------------------------------------------
+CHECKOUT_CONFIG = Path(__file__).resolve().parent.parent / "luigi.cfg"
+# Settings that name a path: relative values are relative to the file that sets them.
+PATH_SETTINGS = (("core", "logging_conf_file"), ("core", "lock_pid_dir"), ("pipeline", "data_dir"),
+                 ("pipeline", "blocks"), ("luigid", "state_dir"))
+_origins: dict[tuple[str, str], Path] = {}
+
+
+def bootstrap() -> None:
+    """Read the checkout's luigi.cfg under the others and anchor relative paths (see the module doc)."""
+    parser = luigi.configuration.get_config()
+    paths = getattr(type(parser), "_config_paths", None)
+    if paths is None:   # a TOML configuration (LUIGI_CONFIG_PARSER=toml): left as luigi reads it
+        return
+    present = [Path(p) for p in paths if Path(p).is_file()]
+    if CHECKOUT_CONFIG.is_file() and CHECKOUT_CONFIG not in {p.resolve() for p in present}:
+        paths.insert(0, str(CHECKOUT_CONFIG))
+        present.insert(0, CHECKOUT_CONFIG)
+        type(parser).reload()   # re-reads every file in order: later files still win
+    for path in present:
+        raw = configparser.ConfigParser(interpolation=None)
+        try:
+            raw.read(path)
+        except configparser.Error:
+            continue   # luigi itself reports a malformed file
+        for section, key in PATH_SETTINGS:
+            if raw.has_option(section, key):
+                _origins[(section, key)] = path.resolve().parent
+    for (section, key), origin in _origins.items():
+        value = parser.get(section, key, fallback="")
+        if value and not os.path.isabs(os.path.expanduser(value)):
+            parser.set(section, key, str(origin / value))
+
+
+def project_dir() -> Path:
+    """The directory of the luigi.cfg that names the block registry: relative paths inside the
+    registry (an embedded server's data_dir) are taken from here. The working directory if none."""
+    return _origins.get(("pipeline", "blocks"), Path.cwd())

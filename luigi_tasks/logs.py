@@ -10,12 +10,15 @@ import sys
 import threading
 from collections.abc import Iterator
 
-from luigi_tasks.errors import IngestError
+from luigi_tasks.errors import ConfigError, IngestError
 from luigi_tasks.secret import redact
 
 # luigi logs an error in complete()/requires() as text: "...:\n<traceback>" ending in "module.Class: message".
 _TEXT_TRACEBACK = re.compile(r"\s*\nTraceback \(most recent call last\):\n.*\n(luigi_tasks\.[\w.]+): ([^\n]*)\s*$",
                              re.S)
+# luigi's worker starts each line with "[pid N] Worker Worker(salt=..., workers=1, host=..., username=..., pid=N)":
+# the log format already carries the pid, so a line keeps only what happened to which task.
+_WORKER_PREFIX = re.compile(r"^\[pid \d+\] Worker Worker\([^)]*\) ")
 
 
 class OneLineErrors(logging.Filter):
@@ -24,7 +27,12 @@ class OneLineErrors(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, IngestError):
+        if isinstance(exc, ConfigError) and record.getMessage() == "Uncaught exception in luigi":
+            record.msg = f"error: {exc}"   # a typo in an argument is not an exception: say what is wrong
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        elif isinstance(exc, IngestError):
             record.msg = f"{record.getMessage()} -- {exc}"
             record.args = None
             record.exc_info = None
@@ -34,8 +42,9 @@ class OneLineErrors(logging.Filter):
         if record.exc_info and not record.exc_text:   # a traceback shown in full: formatted here, masked
             record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
         message = record.getMessage()
-        if redact(message) != message:
-            record.msg, record.args = redact(message), None
+        tidy = redact(_WORKER_PREFIX.sub("", message))
+        if tidy != message:
+            record.msg, record.args = tidy, None
         return True
 
 

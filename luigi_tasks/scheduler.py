@@ -22,7 +22,7 @@ from pathlib import Path
 import luigi
 
 from luigi_tasks.blocks import SqlAlchemyConnector
-from luigi_tasks.config import luigid
+from luigi_tasks.config import PATH_SETTINGS, luigid
 from luigi_tasks.errors import PermanentError
 from luigi_tasks.pgerrors import database_error
 
@@ -100,6 +100,10 @@ class Scheduler:
     def write_config(self) -> Path:
         cfg = configparser.ConfigParser(interpolation=None)
         cfg.read([p for p in self.config_files if Path(p).exists()])
+        live = luigi.configuration.get_config()
+        for section, key in PATH_SETTINGS:   # relative paths, as resolved against their own files
+            if cfg.has_option(section, key) and live.has_option(section, key):
+                cfg.set(section, key, live.get(section, key))
         for section, values in {
             "scheduler": {"record_task_history": "true", "state_path": str(self.dir / "state.pickle")},
             "task_history": {"db_connection": self.history_url()},

@@ -95,12 +95,20 @@ class SourceHandler(http.server.SimpleHTTPRequestHandler):
     """
 
     failures: dict[str, int] = {}
+    gets: dict[str, list[float]] = {}          # path -> time.monotonic() of every GET, for delay checks
     lock = threading.Lock()
 
     def log_message(self, *args):  # keep pytest output clean
         pass
 
+    @classmethod
+    def get_times(cls, path_end: str) -> list[float]:
+        with cls.lock:
+            return sorted(t for path, times in cls.gets.items() if path.endswith(path_end) for t in times)
+
     def do_GET(self):
+        with self.lock:
+            self.gets.setdefault(self.path, []).append(time.monotonic())
         if self.path.startswith("/deny/"):
             self.send_error(403, "Forbidden")
             return

@@ -152,8 +152,10 @@ def test_database_lost_mid_run_fails_clearly_then_recovers(run_luigi, tmp_path, 
         proc.wait(timeout=120)
         assert proc.returncode == 30
         failures = [ln for ln in rest.splitlines() if "failed    Load yellow 2022-01" in ln]
-        assert len(failures) == 2                            # tried, retried per config, then gave up
-        assert "cannot connect to" in failures[-1] and "Traceback" not in rest
+        retried = [ln for ln in rest.splitlines() if "retrying Load yellow 2022-01: attempt 2 of 2" in ln]
+        assert len(retried) == 1 and len(failures) == 1      # tried, retried per config, then gave up
+        assert "cannot connect to" in failures[-1] and "cannot connect to" in retried[0]
+        assert "Traceback" not in rest
         server.ensure_running(DATABASE)
         again = run_luigi("--month", "2022-01", extra_env=env)
         assert again.returncode == 0, again.stderr[-2000:]
