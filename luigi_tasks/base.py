@@ -30,22 +30,19 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import luigi
+from luigi.parameter import ParameterVisibility
 from luigi.task import flatten
 
 from luigi_tasks.config import data_path, parse_duration, pipeline
 from luigi_tasks.errors import ConfigError, IngestError, first_line
 from luigi_tasks.logs import prints_to_log
-from luigi_tasks.params import DatasetParameter, StrictMonthParameter
+from luigi_tasks.params import (DatasetParameter, SharedFloatParameter, SharedIntParameter, SharedParameter,
+                                StrictMonthParameter)
 from luigi_tasks.retry import RetryPolicy, parse_delays
 from luigi_tasks.schema import DATASETS, FIRST_MONTH
 from luigi_tasks.secret import redact
 
 logger = logging.getLogger("luigi-interface")
-
-
-def _pipeline_default(name: str) -> dict[str, str]:
-    """Where a per-task setting falls back to when its family's section does not set it."""
-    return {"section": "pipeline", "name": name}
 
 
 def describe_error(exc: BaseException) -> str:
@@ -57,15 +54,15 @@ def describe_error(exc: BaseException) -> str:
 class PipelineTask(luigi.Task):
     """A task with Prefect's per-task options (see the module docstring)."""
 
-    retries = luigi.IntParameter(default=0, significant=False, config_path=_pipeline_default("retries"),
+    retries = SharedIntParameter(default=0, significant=False,
                                  description="attempts after the first one fails (transient errors only)")
-    retry_delays = luigi.Parameter(default="10", significant=False, config_path=_pipeline_default("retry_delays"),
+    retry_delays = SharedParameter(default="10", significant=False,
                                    description="seconds before each retry, e.g. '10' or '10, 60, 300'")
-    retry_backoff = luigi.Parameter(default="", significant=False, config_path=_pipeline_default("retry_backoff"),
+    retry_backoff = SharedParameter(default="", significant=False,
                                     description="'exponential': the first delay doubles with every retry")
-    retry_jitter = luigi.FloatParameter(default=0.0, significant=False, config_path=_pipeline_default("retry_jitter"),
+    retry_jitter = SharedFloatParameter(default=0.0, significant=False,
                                         description="spread each delay by up to this fraction, e.g. 0.2")
-    cache_expiration = luigi.Parameter(
+    cache_expiration = SharedParameter(
         default="", significant=False, description="outputs older than this count as missing, e.g. '7 days'")
 
     # Prefect's task name=: how the task appears in logs and status messages.
@@ -149,8 +146,8 @@ class PipelineTask(luigi.Task):
                                                if isinstance(dep, PipelineTask))
 
 
-class MonthTask(PipelineTask):
-    """A task about one month of one TLC dataset."""
+class MonthParameters:
+    """What identifies a month of a dataset: shared by the month tasks and the flows above them."""
 
     dataset = DatasetParameter(default="yellow", description="TLC dataset: " + ", ".join(DATASETS))
     month = StrictMonthParameter(description="month to ingest, YYYY-MM")
@@ -158,10 +155,7 @@ class MonthTask(PipelineTask):
         default="", description="source version the output must come from (IngestMonth --refresh sets it); "
                                 "empty: whatever was fetched")
 
-    name_template = "{family} {dataset} {month}"
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def validate_month(self) -> None:
         first = FIRST_MONTH[self.dataset]
         if self.ym < first:
             raise ConfigError(f"{self.dataset} {self.ym}: the TLC publishes {self.dataset} trips from {first} on")
@@ -172,14 +166,50 @@ class MonthTask(PipelineTask):
     def ym(self) -> str:
         return self.month.strftime("%Y-%m")
 
-    def name_fields(self) -> dict[str, Any]:
-        return {**super().name_fields(), "dataset": self.dataset, "month": self.ym}
-
     def month_args(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "month": self.month, "source_version": self.source_version}
+
+
+class MonthTask(MonthParameters, PipelineTask):
+    """A task about one month of one TLC dataset."""
+
+    name_template = "{family} {dataset} {month}"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.validate_month()
+
+    def name_fields(self) -> dict[str, Any]:
+        return {**super().name_fields(), "dataset": self.dataset, "month": self.ym}
 
     def raw_path(self) -> Path:
         return data_path("raw", self.dataset, f"{self.dataset}_tripdata_{self.ym}.parquet")
 
     def csv_path(self) -> Path:
         return data_path("csv", self.dataset, f"{self.dataset}_tripdata_{self.ym}.csv")
+
+
+# Options that belong to each task, not to a flow: on a flow they are refused with a pointer to the
+# per-task form, never accepted and ignored.
+TASK_OPTIONS = ("retries", "retry_delays", "retry_backoff", "retry_jitter", "cache_expiration")
+
+
+class Flow(luigi.WrapperTask):
+    """The base of the flows (what a user runs). Its parameters say what to ingest; per-task options
+    (``--retries``, ``--cache-expiration``, ...) are refused here with the per-task form to use."""
+
+    retries = luigi.OptionalParameter(default=None, significant=False, visibility=ParameterVisibility.PRIVATE)
+    retry_delays = luigi.OptionalParameter(default=None, significant=False, visibility=ParameterVisibility.PRIVATE)
+    retry_backoff = luigi.OptionalParameter(default=None, significant=False, visibility=ParameterVisibility.PRIVATE)
+    retry_jitter = luigi.OptionalParameter(default=None, significant=False, visibility=ParameterVisibility.PRIVATE)
+    cache_expiration = luigi.OptionalParameter(default=None, significant=False,
+                                               visibility=ParameterVisibility.PRIVATE)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        given = [name for name in TASK_OPTIONS if getattr(self, name) is not None]
+        if given:
+            flag = given[0].replace("_", "-")
+            raise ConfigError(f"{self.task_family} does not take --{flag}: it is set per task, e.g. "
+                              f"--DownloadMonth-{flag} or --LoadMonth-{flag} (or [DownloadMonth] {given[0]} "
+                              "in luigi.cfg; [pipeline] for every task)")

@@ -5,7 +5,7 @@ import logging
 
 import luigi
 
-from luigi_tasks.base import MonthTask
+from luigi_tasks.base import Flow, MonthParameters
 from luigi_tasks.download import DownloadMonth
 from luigi_tasks.load import LoadMonth
 from luigi_tasks.months import month_range
@@ -15,7 +15,7 @@ from luigi_tasks.sources import probe
 logger = logging.getLogger("luigi-interface")
 
 
-class IngestMonth(MonthTask, luigi.WrapperTask):
+class IngestMonth(MonthParameters, Flow):
     """Download, convert and load one month: ``luigi --module luigi_tasks IngestMonth --month 2022-01``.
 
     With ``--refresh`` the source is asked (HEAD) whether the month changed since it
@@ -24,10 +24,13 @@ class IngestMonth(MonthTask, luigi.WrapperTask):
 
     refresh = luigi.BoolParameter(default=False, significant=False,
                                   description="re-ingest if the source published a new version")
-    name_template = "Ingest {dataset} {month}"
 
-    def complete(self) -> bool:
-        return luigi.WrapperTask.complete(self)
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.validate_month()
+
+    def __str__(self) -> str:
+        return f"Ingest {self.dataset} {self.ym}"
 
     def requires(self) -> LoadMonth:
         if self.refresh and not self.source_version:
@@ -41,7 +44,7 @@ class IngestMonth(MonthTask, luigi.WrapperTask):
         return LoadMonth(**self.month_args())
 
 
-class IngestRange(luigi.WrapperTask):
+class IngestRange(Flow):
     """Every month from ``start`` up to and excluding ``stop`` (as luigi's RangeMonthly)."""
 
     dataset = DatasetParameter(default="yellow")
