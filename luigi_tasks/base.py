@@ -36,8 +36,13 @@ from luigi.task import flatten
 from luigi_tasks.config import data_path, parse_duration, pipeline
 from luigi_tasks.errors import ConfigError, IngestError, first_line
 from luigi_tasks.logs import prints_to_log
-from luigi_tasks.params import (DatasetParameter, SharedFloatParameter, SharedIntParameter, SharedParameter,
-                                StrictMonthParameter)
+from luigi_tasks.params import (
+    DatasetParameter,
+    SharedFloatParameter,
+    SharedIntParameter,
+    SharedParameter,
+    StrictMonthParameter,
+)
 from luigi_tasks.retry import RetryPolicy, parse_delays
 from luigi_tasks.schema import DATASETS, FIRST_MONTH
 from luigi_tasks.secret import redact
