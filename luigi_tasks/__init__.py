@@ -19,9 +19,11 @@ from luigi_tasks.download import DownloadMonth, PublishedMonth  # noqa: E402
 from luigi_tasks.flows import IngestMonth, IngestRange  # noqa: E402
 from luigi_tasks.load import LoadMonth  # noqa: E402
 from luigi_tasks.logs import install as _install_logging  # noqa: E402
+from luigi_tasks.runs import install as _record_runs  # noqa: E402
 from luigi_tasks.zones import DownloadZones, LoadZones  # noqa: E402
 
 _install_logging()
+_record_runs()   # every luigi invocation with these tasks is a run (luigi_tasks.runs)
 
 __all__ = ["DownloadMonth", "PublishedMonth", "ParquetToCsv", "LoadMonth", "IngestMonth", "IngestRange",
            "DownloadZones", "LoadZones"]

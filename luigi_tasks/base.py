@@ -115,9 +115,9 @@ class PipelineTask(luigi.Task):
         return self.name_template.format(**self.name_fields())
 
     def on_failure(self, exception: BaseException) -> str:
-        """The explanation luigid shows and records: luigi's traceback (with its chained causes),
-        scrubbed of every secret this process has loaded."""
-        return redact(super().on_failure(exception))
+        """The explanation luigid shows and records (and the run's error line): the one-line error first,
+        then luigi's traceback with its chained causes, scrubbed of every secret this process has loaded."""
+        return redact(f"{describe_error(exception)}\n\n{super().on_failure(exception)}")
 
     # -- caching ------------------------------------------------------------
     def output_exists(self) -> bool:

@@ -29,7 +29,7 @@ import yaml
 from luigi_tasks.config import pipeline, project_dir
 from luigi_tasks.errors import ConfigError
 from luigi_tasks.localdb import SUPERUSER, LocalPostgres
-from luigi_tasks.pgerrors import database_error
+from luigi_tasks.pg import database_error
 from luigi_tasks.secret import MASK, SecretStr
 
 __all__ = ["MASK", "Block", "BlockError", "EmbeddedPostgres", "SecretStr", "SqlAlchemyConnector", "read_registry"]

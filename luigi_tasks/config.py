@@ -52,6 +52,13 @@ class luigid(luigi.Config):  # noqa: N801
     history_database = luigi.Parameter(default="luigi_history")
 
 
+class runs(luigi.Config):  # noqa: N801
+    record = luigi.BoolParameter(default=True, parsing=luigi.BoolParameter.EXPLICIT_PARSING,
+                                 description="record every run in ingest_runs on the [LoadMonth] block's server")
+    heartbeat_seconds = luigi.FloatParameter(default=30.0, description="how often a running run says it is alive")
+    cancelled_code = luigi.IntParameter(default=50, description="exit code of a run stopped by SIGTERM or SIGINT")
+
+
 def cron_window(lag: int | None = None, catch_up: int | None = None,
                 since: str | None = None) -> tuple[dt.date, dt.date]:
     """[start, stop) of the months cron keeps loaded: ``[cron]`` settings unless given."""

@@ -18,9 +18,9 @@ from luigi_tasks.config import DEFAULT_BLOCK
 from luigi_tasks.convert import ParquetToCsv
 from luigi_tasks.files import read_sidecar
 from luigi_tasks.load_report import record_load
+from luigi_tasks.pg import database_error
 from luigi_tasks.pg_copy import MonthLoad, copy_month, prepare_tables
 from luigi_tasks.pg_target import BlockPostgresTarget, parse_table_name
-from luigi_tasks.pgerrors import database_error
 from luigi_tasks.progress import Progress
 
 

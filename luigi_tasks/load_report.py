@@ -3,11 +3,13 @@ month, source version and URL, load time), written in the load's own transaction
 by ``python -m luigi_tasks status``."""
 from __future__ import annotations
 
+import datetime as dt
+
 import psycopg2
 from psycopg2 import sql
 
 from luigi_tasks.blocks import SqlAlchemyConnector
-from luigi_tasks.pgerrors import database_error
+from luigi_tasks.pg import database_error
 
 LOAD_REPORT = "ingest_loads"
 
@@ -46,6 +48,21 @@ def loaded_months(block: SqlAlchemyConnector, table: str) -> dict[str, dict]:
                         "loaded_at": loaded.isoformat(timespec="seconds"), "source_version": version,
                         "source_url": url}
                     for m, rows, outside, loaded, version, url in cur.fetchall()}
+    except psycopg2.Error as exc:
+        raise database_error(f"cannot read {LOAD_REPORT}", exc) from exc
+    finally:
+        conn.close()
+
+
+def loaded_rows(block: SqlAlchemyConnector, months: list[tuple[str, dt.date]]) -> int:
+    """Rows of the given (table, month) loads, from the report."""
+    conn = block.psycopg2_connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("SELECT coalesce(sum(rows), 0) FROM {} WHERE (table_name, source_month) IN ({})")
+                        .format(sql.Identifier(LOAD_REPORT), sql.SQL(", ").join(sql.SQL("(%s, %s)") for _ in months)),
+                        [value for pair in months for value in pair])
+            return int(cur.fetchone()[0])
     except psycopg2.Error as exc:
         raise database_error(f"cannot read {LOAD_REPORT}", exc) from exc
     finally:

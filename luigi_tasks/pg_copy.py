@@ -15,6 +15,7 @@ from psycopg2 import sql
 from luigi_tasks import schema
 from luigi_tasks.errors import ConfigError, PermanentError
 from luigi_tasks.load_report import create_report_table
+from luigi_tasks.pg import serialize_ddl
 from luigi_tasks.progress import Progress
 
 
@@ -134,7 +135,7 @@ def prepare_tables(conn, table: tuple[str, ...], dataset: str, marker: PostgresT
     months loading in parallel neither race to create them nor wait for each other's COPY.
     """
     with conn.cursor() as cur:
-        cur.execute("SELECT pg_advisory_xact_lock(hashtext('luigi_tasks ddl'))")
+        serialize_ddl(cur)
         _ensure_parent(cur, table, dataset)
         create_report_table(cur)
         marker.create_marker_table()   # on its own connection, still inside our lock

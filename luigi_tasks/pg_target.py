@@ -15,7 +15,7 @@ from psycopg2 import sql
 
 from luigi_tasks.blocks import SqlAlchemyConnector
 from luigi_tasks.errors import ConfigError, IngestError
-from luigi_tasks.pgerrors import database_error
+from luigi_tasks.pg import database_error
 
 _IDENT = re.compile(r"[a-z_][a-z0-9_]{0,47}")
 

@@ -24,7 +24,7 @@ import luigi
 from luigi_tasks.blocks import SqlAlchemyConnector
 from luigi_tasks.config import PATH_SETTINGS, luigid
 from luigi_tasks.errors import PermanentError
-from luigi_tasks.pgerrors import database_error
+from luigi_tasks.pg import database_error
 
 
 class Scheduler:

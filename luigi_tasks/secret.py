@@ -10,6 +10,9 @@ from __future__ import annotations
 import threading
 
 MASK = "**********"
+# Shorter values cannot be told from ordinary text ("x" would mask every x in a log line); a
+# password that short is refused by any sensible server anyway.
+MIN_REDACTED = 4
 
 _known: set[str] = set()
 _lock = threading.Lock()
@@ -20,7 +23,7 @@ class SecretStr:
 
     def __init__(self, value: str | None) -> None:
         self._value = value or None
-        if self._value:
+        if self._value and len(self._value) >= MIN_REDACTED:
             with _lock:
                 _known.add(self._value)
 

@@ -17,8 +17,8 @@ from luigi_tasks.blocks import SqlAlchemyConnector
 from luigi_tasks.config import DEFAULT_BLOCK, data_path
 from luigi_tasks.errors import PermanentError
 from luigi_tasks.files import read_sidecar
+from luigi_tasks.pg import database_error
 from luigi_tasks.pg_target import BlockPostgresTarget, parse_table_name
-from luigi_tasks.pgerrors import database_error
 from luigi_tasks.sources import fetch, reject_error_page
 
 DEFAULT_ZONES_URL = "https://d37ci6vzurychx.cloudfront.net/misc/taxi+_zone_lookup.csv"

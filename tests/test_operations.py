@@ -70,9 +70,10 @@ def test_two_worker_processes_share_a_backfill_exactly_once(run_luigi, luigid, d
     months = ["2022-01", "2022-02", "2022-03", "2022-04"]
     for i, month in enumerate(months):
         serve(run_luigi, month, 1500 + i, seed=i)
-    # --no-lock: on one machine luigi's process lock would turn the second process away (as cron wants).
-    procs = [run_luigi("--start", "2022-01", "--stop", "2022-05", "--workers", "2", "--no-lock", task="IngestRange",
-                       scheduler=luigid.url, background=True) for _ in range(2)]
+    # --no-lock: on one machine luigi's process lock would turn the second process away (as cron wants);
+    # --worker-keep-alive: a worker waits for months the other one runs, then helps finish the range.
+    procs = [run_luigi("--start", "2022-01", "--stop", "2022-05", "--workers", "2", "--no-lock", "--worker-keep-alive",
+                       task="IngestRange", scheduler=luigid.url, background=True) for _ in range(2)]
     outputs = [p.communicate(timeout=300) for p in procs]
     errors = [line for _, err in outputs for line in err.splitlines() if " ERROR " in line]
     assert errors == []

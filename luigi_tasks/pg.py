@@ -1,4 +1,5 @@
-"""PostgreSQL errors as the package's two kinds: transient (retry) or permanent (fail at once).
+"""What every PostgreSQL user of the package shares: errors as the package's two kinds, transient
+(retry) or permanent (fail at once), and the lock that serialises creating tables.
 
 Classified by SQLSTATE where the server sent one, by the driver's text where it did not
 (a refused or dropped connection has no SQLSTATE). The psycopg2 error stays chained as
@@ -32,3 +33,8 @@ def database_error(what: str, exc: BaseException) -> IngestError:
     """A one-line error ``<what>: <the server's first line>`` of the right kind."""
     kind = TransientError if is_transient(exc) else PermanentError
     return kind(f"{what}: {first_line(exc)}")
+
+
+def serialize_ddl(cur) -> None:
+    """Inside a transaction: wait for any other process creating the package's tables (released at commit)."""
+    cur.execute("SELECT pg_advisory_xact_lock(hashtext('luigi_tasks ddl'))")

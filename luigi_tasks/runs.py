@@ -1,0 +1,350 @@
+"""Runs: every invocation is one run, as a Prefect flow run, with a state, an exit code and a record.
+
+luigi has no run: one ``luigi`` invocation schedules and runs tasks, then exits with a
+``[retcode]`` code computed from its worker's summary. Importing this package wraps
+``luigi.interface._schedule_and_run`` (once), so every invocation that runs this package's
+tasks (the ``luigi`` command, ``python -m luigi_tasks cron``) becomes a :class:`Run`:
+
+========== ============================================================== ====================
+state      when                                                           exit code
+========== ============================================================== ====================
+Completed  everything asked for is complete                               0
+MissingData a month is not published (yet), nothing failed                 [retcode] missing_data
+Failed     a task failed, could not be scheduled or was not let run       its [retcode] code
+Cancelled  SIGTERM or SIGINT: the current task is rolled back             [runs] cancelled_code
+Crashed    the process died without ending the run (found later)          -
+========== ============================================================== ====================
+
+When a run ends, the handlers registered with :func:`on_run_end` are called with it
+(notifications and hooks); a handler that fails is logged and changes nothing.
+"""
+from __future__ import annotations
+
+import collections
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import re
+import shlex
+import signal
+import sys
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import luigi
+import luigi.execution_summary
+import luigi.interface
+import luigi.retcodes
+
+from luigi_tasks.blocks import SqlAlchemyConnector
+from luigi_tasks.config import runs as runs_config
+from luigi_tasks.errors import IngestError
+from luigi_tasks.load import LoadMonth
+from luigi_tasks.load_report import loaded_rows
+from luigi_tasks.run_store import RunRecord, RunStore
+from luigi_tasks.secret import redact
+
+logger = logging.getLogger("luigi-interface")
+
+_SECRET_ARG = re.compile(r"(password|secret|token|apikey|api_key)", re.I)
+
+
+class Cancelled(KeyboardInterrupt):
+    """SIGTERM or SIGINT: unwinds the running task (files removed, transaction rolled back) and the run.
+
+    A KeyboardInterrupt, so that luigi's worker lets it through instead of recording a failure."""
+
+
+def safe_command(argv: list[str]) -> str:
+    """The command line with secrets removed: known secret values, and the value of any option
+    whose name says it is one (``--x-password VALUE``, ``--x-token=VALUE``)."""
+    out, hide_next = [], False
+    for arg in argv:
+        if hide_next:
+            out.append("**********")
+            hide_next = False
+            continue
+        name, eq, _ = arg.partition("=")
+        if name.startswith("--") and _SECRET_ARG.search(name):
+            out.append(f"{name}=**********" if eq else arg)
+            hide_next = not eq
+        else:
+            out.append(arg)
+    return redact(shlex.join(out))
+
+
+def describe_task(task: luigi.Task) -> str:
+    """A human name for a root task: ours have one; luigi's RangeMonthly gets its window."""
+    if task.task_family == "RangeMonthly":
+        dataset = dict(task.of_params or {}).get("dataset", "yellow")
+        stop = task.stop or dt.date.today()
+        return f"RangeMonthly {task.of.task_family} {dataset} {task.start:%Y-%m}..{stop:%Y-%m} (stop exclusive)"
+    return str(task)
+
+
+def error_line(text: str | None) -> str | None:
+    """The one-line error out of a failure explanation (ours start with it; luigi's are tracebacks)."""
+    if not text:
+        return None
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    if lines and not lines[0].startswith(("Traceback", "Runtime error")):
+        return redact(lines[0])
+    for line in reversed(lines):   # a traceback ends with "module.ErrorType: message"
+        match = re.match(r"^[\w.]+(?:Error|Exception|Exit|Interrupt)\w*: (.+)$", line)
+        if match:
+            return redact(match.group(1))
+    return redact(lines[-1]) if lines else None
+
+
+class Run:
+    """One invocation: created when it starts, recorded while it runs, ended with a state."""
+
+    def __init__(self, what: str, argv: list[str] | None = None) -> None:
+        cfg = runs_config()
+        self.record = RunRecord(run_id=uuid.uuid4().hex[:12], what=what,
+                                command=safe_command(list(argv if argv is not None else sys.argv)),
+                                started_at=dt.datetime.now(dt.timezone.utc), log=os.environ.get("LUIGI_TASKS_LOG"))
+        self.heartbeat_seconds = cfg.heartbeat_seconds
+        self.store: RunStore | None = None
+        if cfg.record:
+            try:
+                self.store = RunStore(SqlAlchemyConnector.load(LoadMonth.block.task_value("LoadMonth", "block")))
+            except IngestError as exc:   # the run itself will report the block's problem, once
+                logger.warning("run %s: run history not recorded: %s", self.run_id, exc)
+        self.results: list[dict[str, Any]] = []
+        self._scheduling_errors = _SchedulingErrors()
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
+
+    @property
+    def run_id(self) -> str:
+        return self.record.run_id
+
+    # -- recording ------------------------------------------------------------
+    def _store(self, what: str, call: Callable[[], Any]) -> Any:
+        """A history write that must never change the run: a failure is a warning."""
+        if self.store is None:
+            return None
+        try:
+            return call()
+        except IngestError as exc:
+            logger.warning("run %s: run history not recorded (%s): %s", self.run_id, what, exc)
+            return None
+
+    def begin(self) -> None:
+        crashed = self._store("crash check", lambda: self.store.mark_crashed(self.heartbeat_seconds)) or []
+        for run_id in crashed:
+            logger.warning("run %s was left Running by a process that no longer exists: marked Crashed", run_id)
+        self._store("start", lambda: self.store.start(self.record))
+        logger.info("run %s started: %s", self.run_id, self.record.what)
+        if self.store is not None and self.heartbeat_seconds > 0:
+            self._beat = threading.Thread(target=self._heartbeat, name="run-heartbeat", daemon=True)
+            self._beat.start()
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(self.heartbeat_seconds):
+            self._store("heartbeat", lambda: self.store.heartbeat(self.run_id))
+
+    # -- results of luigi's worker ----------------------------------------------
+    def collect(self, worker: luigi.worker.Worker) -> int:
+        """Add what one luigi scheduling pass did; return the exit code luigi will exit with."""
+        sets = luigi.execution_summary._summary_dict(worker)
+        root = luigi.execution_summary._root_task(worker)
+        codes = luigi.retcodes.retcode()
+        conditions = ((codes.missing_data, sets["still_pending_ext"]), (codes.task_failed, sets["failed"]),
+                      (codes.already_running, sets["run_by_other_worker"]),
+                      (codes.scheduling_error, sets["scheduling_error"]), (codes.not_run, sets["not_run"]))
+        # As luigi.retcodes.run_with_retcodes decides it (tests compare the two on every kind of run).
+        code = max(code if cond else 0 for code, cond in conditions)
+        if code == 0 and root not in sets["completed"] and root not in sets["already_done"]:
+            code = codes.not_run
+        self.results.append({"sets": sets, "code": code, "scheduler": worker._scheduler})
+        return code
+
+    def _error(self, sets: dict, scheduler: Any) -> str | None:
+        for task in sorted(sets["failed"], key=str):
+            expl = _fetch_error(scheduler, task.task_id)
+            return f"{task}: {error_line(expl) or 'failed'}"
+        for task in sorted(sets["scheduling_error"], key=str):
+            return f"{task}: {self._scheduling_errors.get(str(task)) or 'could not be scheduled'}"
+        for task in sorted(sets["still_pending_ext"], key=str):
+            return f"missing data: {task} is not published (yet)"
+        for task in sorted(sets["not_run"], key=str):
+            hint = _disabled_hint(scheduler, task)
+            return f"{task} was not allowed to run{hint}"
+        for task in sorted(sets["run_by_other_worker"], key=str):
+            return f"{task} is being run by another worker"
+        return None
+
+    # -- the end ---------------------------------------------------------------------
+    def end(self, exit_code: int, state: str | None = None, error: str | None = None) -> RunRecord:
+        """Finish the run: state, error line, months and rows, record, handlers."""
+        self._stop.set()
+        record = self.record
+        codes = luigi.retcodes.retcode()
+        record.exit_code = exit_code
+        record.state = state or ("Completed" if exit_code == 0 else
+                                 "MissingData" if exit_code == codes.missing_data else "Failed")
+        loads, counts = [], collections.Counter()
+        for result in self.results:
+            sets = result["sets"]
+            loads += [t for t in sets["completed"] if isinstance(t, LoadMonth)]
+            counts.update({category: len(tasks) for category, tasks in sets.items() if tasks})
+        record.tasks = dict(counts)
+        if error:
+            record.error = redact(error)
+        elif exit_code != 0:
+            record.error = next((line for result in self.results
+                                 if (line := self._error(result["sets"], result["scheduler"]))), None)
+        record.months = sorted({f"{t.dataset} {t.ym}" for t in loads})
+        record.rows = self._rows(loads)
+        record.ended_at = dt.datetime.now(dt.timezone.utc)
+        self._store("end", lambda: self.store.finish(record))
+        # ERROR when something of ours failed; a month not published yet, or tasks left to another
+        # worker, are worth a warning: nothing is wrong, the run is just not complete.
+        failed = record.state in ("Cancelled", "Crashed") or exit_code in (codes.task_failed, codes.scheduling_error,
+                                                                          codes.unhandled_exception)
+        log = logger.info if record.state == "Completed" else logger.error if failed else logger.warning
+        log("run %s %s: %s, exit code %s%s", self.run_id, record.state, record.what, exit_code,
+            f" -- {record.error}" if record.error else "")
+        for handler in list(_handlers):
+            try:
+                handler(record)
+            except Exception as exc:   # a notification or hook must never change the run's outcome
+                logger.warning("run %s: end-of-run handler %s failed: %s", self.run_id,
+                               getattr(handler, "__name__", handler), redact(f"{type(exc).__name__}: {exc}"))
+        return record
+
+    def _rows(self, loads: list[LoadMonth]) -> int:
+        if not loads or self.store is None:
+            return 0
+        return self._store("rows", lambda: loaded_rows(
+            self.store.block, [(t.table_name, t.month) for t in loads])) or 0
+
+
+class _SchedulingErrors(logging.Handler, dict):
+    """What luigi's worker only logs: the error of a task whose complete() or requires() raised,
+    by the task's name (luigi sends the scheduler no explanation for these)."""
+
+    _PATTERN = re.compile(r"Will not run (.+?) or any dependencies due to error in \w+\(\) method:(.*)", re.S)
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self, logging.WARNING)
+        dict.__init__(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        match = self._PATTERN.match(record.getMessage())
+        if match:
+            self.setdefault(match.group(1), error_line(match.group(2).strip(" -\n")))
+
+    __hash__ = logging.Handler.__hash__
+    __eq__ = object.__eq__
+
+
+def _fetch_error(scheduler: Any, task_id: str) -> str | None:
+    try:
+        expl = (scheduler.fetch_error(task_id) or {}).get("error")
+    except Exception as exc:   # luigid gone at the end of the run: the error line is then unknown
+        logger.warning("cannot fetch the error of %s from the scheduler: %s", task_id, exc)
+        return None
+    try:   # the worker sends the explanation JSON-encoded, and the scheduler keeps it so
+        return json.loads(expl) if isinstance(expl, str) else expl
+    except ValueError:
+        return expl
+
+
+def _disabled_hint(scheduler: Any, task: luigi.Task) -> str:
+    """Why luigid refused a task: DISABLED after repeated failures, and how to re-enable it."""
+    try:
+        disabled = scheduler.task_list("DISABLED", "") or {}
+    except Exception as exc:   # the local scheduler has the same API; a dead luigid says nothing
+        logger.warning("cannot ask the scheduler about %s: %s", task, exc)
+        return ""
+    if task.task_id in disabled:
+        return (f": luigid DISABLED it after repeated failures; re-enable it with "
+                f"`python -m luigi_tasks scheduler enable {task.task_id}` (or --all)")
+    return ": another worker was running it or what it needs; run again to see whether it completed"
+
+
+# -- the current run, and how the luigi command gets one ---------------------------------------------
+_current = threading.local()
+_handlers: list[Callable[[RunRecord], None]] = []
+
+
+def on_run_end(handler: Callable[[RunRecord], None]) -> Callable[[RunRecord], None]:
+    """Register ``handler(record)`` to be called once at the end of every run."""
+    if handler not in _handlers:
+        _handlers.append(handler)
+    return handler
+
+
+def current() -> Run | None:
+    return getattr(_current, "run", None)
+
+
+def _raise_cancelled(signum: int, frame: Any) -> None:
+    raise Cancelled(signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def session(what: str, argv: list[str] | None = None) -> Iterator[Run]:
+    """The current run for the block: SIGTERM/SIGINT cancel it; the caller calls ``run.end()``."""
+    run = Run(what, argv)
+    _current.run = run
+    logging.getLogger("luigi-interface").addHandler(run._scheduling_errors)
+    main = threading.current_thread() is threading.main_thread()
+    previous = {sig: signal.signal(sig, _raise_cancelled) for sig in (signal.SIGTERM, signal.SIGINT)} if main else {}
+    try:
+        run.begin()
+        yield run
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        logging.getLogger("luigi-interface").removeHandler(run._scheduling_errors)
+        _current.run = None
+        run._stop.set()
+
+
+def cancelled_code() -> int:
+    return runs_config().cancelled_code
+
+
+_original_schedule_and_run = luigi.interface._schedule_and_run
+
+
+def _schedule_and_run(tasks, worker_scheduler_factory=None, override_defaults=None):
+    """luigi's scheduling and running of ``tasks``, as (part of) a run."""
+    run = current()
+    if run is not None:   # inside a run someone else started (the cron command): only collect
+        result = _original_schedule_and_run(tasks, worker_scheduler_factory, override_defaults)
+        run.collect(result.worker)
+        return result
+    what = ", ".join(describe_task(t) for t in tasks)
+    # luigi configures its logging inside the call; the run's first lines need it already.
+    luigi.interface.InterfaceLogging.setup(luigi.interface.core(**(override_defaults or {})))
+    with session(what) as run:
+        try:
+            result = _original_schedule_and_run(tasks, worker_scheduler_factory, override_defaults)
+        except luigi.interface.PidLockAlreadyTakenExit:
+            run.end(luigi.retcodes.retcode().already_running, "Failed", "already running: luigi's process lock "
+                    "is held by an identical command")
+            raise
+        except Cancelled as exc:
+            run.end(cancelled_code(), "Cancelled", f"cancelled by {exc}")
+            sys.exit(cancelled_code())
+        except Exception as exc:
+            run.end(luigi.retcodes.retcode().unhandled_exception, "Failed",
+                    f"{type(exc).__name__}: {exc}")
+            raise
+        run.end(run.collect(result.worker))
+    return result
+
+
+def install() -> None:
+    """Make every luigi invocation in this process a run (idempotent)."""
+    if luigi.interface._schedule_and_run is not _schedule_and_run:
+        luigi.interface._schedule_and_run = _schedule_and_run
