@@ -1,7 +1,9 @@
 """``python -m luigi_tasks <command>``: one command line for everything that is not a luigi task run.
 
 Each command is a module of ``luigi_tasks.commands``; ``python -m luigi_tasks --help``
-lists them. An expected failure is one line, ``error: <message>``, and exit code 2.
+lists them. Every error is one line, ``error: <message>``: exit code 40 for a bad argument
+or bad configuration (as ``[retcode] unhandled_exception`` for the luigi command), 2 for
+any other expected failure (a server that cannot be reached, a wrong password).
 """
 from __future__ import annotations
 
@@ -10,27 +12,37 @@ import importlib
 import sys
 from collections.abc import Callable
 
-from luigi_tasks.errors import IngestError
+from luigi_tasks.errors import ConfigError, IngestError
+
+BAD_ARGUMENTS = 40
+FAILED = 2
 
 # name -> module in luigi_tasks.commands (its HELP is the one-line description)
-COMMANDS = ("status", "cron", "blocks", "db", "scheduler")
+COMMANDS = ("status", "runs", "cron", "blocks", "db", "scheduler")
 
 
 def cli_main(run: Callable[[], int]) -> int:
-    """Run a command: an IngestError becomes ``error: <message>`` on stderr and exit code 2."""
+    """Run a command: an expected failure becomes ``error: <message>`` on stderr and its exit code."""
     try:
         return run()
     except IngestError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return BAD_ARGUMENTS if isinstance(exc, ConfigError) else FAILED
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line and exit code 40 (argparse prints the usage and exits 2)."""
+
+    def error(self, message: str):
+        self.exit(BAD_ARGUMENTS, f"error: {self.prog}: {message} (see --help)\n")
 
 
 def parser() -> tuple[argparse.ArgumentParser, dict]:
-    ap = argparse.ArgumentParser(prog="python -m luigi_tasks",
+    ap = OneLineParser(prog="python -m luigi_tasks",
                                  description="NYC TLC trip records into PostgreSQL with Luigi. Tasks run with "
                                              "`luigi --module luigi_tasks IngestMonth --month 2022-01`; "
                                              "everything else is one of these commands.")
-    sub = ap.add_subparsers(dest="command", required=True, metavar="command")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="command", parser_class=OneLineParser)
     modules = {}
     for name in COMMANDS:
         module = importlib.import_module(f"luigi_tasks.commands.{name}")

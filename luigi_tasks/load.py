@@ -92,3 +92,8 @@ class LoadMonth(MonthTask):
         self.set_status_message(f"{self}: {rows:,} rows in {self.table_name}")
         print(f"loaded {rows:,} rows into {self.table_name} for {self.ym} "
               f"({report.get('pickups_outside_month', 0):,} with a pickup outside the month)")
+
+
+def load_block_name() -> str:
+    """The block loads go to: ``[LoadMonth] block``, or ``--LoadMonth-block`` on the command line."""
+    return LoadMonth.block.task_value("LoadMonth", "block")

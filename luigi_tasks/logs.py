@@ -18,7 +18,7 @@ _TEXT_TRACEBACK = re.compile(r"\s*\nTraceback \(most recent call last\):\n.*\n(l
                              re.S)
 # luigi's worker starts each line with "[pid N] Worker Worker(salt=..., workers=1, host=..., username=..., pid=N)":
 # the log format already carries the pid, so a line keeps only what happened to which task.
-_WORKER_PREFIX = re.compile(r"^\[pid \d+\] Worker Worker\([^)]*\) ")
+_WORKER_PREFIX = re.compile(r"^(\[pid \d+\] )?Worker Worker\([^)]*\) ")
 
 
 class OneLineErrors(logging.Filter):
@@ -42,7 +42,7 @@ class OneLineErrors(logging.Filter):
         if record.exc_info and not record.exc_text:   # a traceback shown in full: formatted here, masked
             record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
         message = record.getMessage()
-        tidy = redact(_WORKER_PREFIX.sub("", message))
+        tidy = redact(_WORKER_PREFIX.sub(lambda m: "" if m.group(1) else "worker ", message))
         if tidy != message:
             record.msg, record.args = tidy, None
         return True

@@ -20,7 +20,6 @@ When a run ends, the handlers registered with :func:`on_run_end` are called with
 """
 from __future__ import annotations
 
-import collections
 import contextlib
 import datetime as dt
 import json
@@ -43,7 +42,7 @@ import luigi.retcodes
 from luigi_tasks.blocks import SqlAlchemyConnector
 from luigi_tasks.config import runs as runs_config
 from luigi_tasks.errors import IngestError
-from luigi_tasks.load import LoadMonth
+from luigi_tasks.load import LoadMonth, load_block_name
 from luigi_tasks.load_report import loaded_rows
 from luigi_tasks.run_store import RunRecord, RunStore
 from luigi_tasks.secret import redact
@@ -57,6 +56,19 @@ class Cancelled(KeyboardInterrupt):
     """SIGTERM or SIGINT: unwinds the running task (files removed, transaction rolled back) and the run.
 
     A KeyboardInterrupt, so that luigi's worker lets it through instead of recording a failure."""
+
+
+def history(block: str | None = None) -> RunStore:
+    """The run history on ``block``'s server (default: where the loads go)."""
+    return RunStore(SqlAlchemyConnector.load(block or load_block_name()))
+
+
+def last_run(block: str | None = None) -> RunRecord | None:
+    """The newest run, after marking runs whose process died as Crashed."""
+    store = history(block)
+    store.mark_crashed(runs_config().heartbeat_seconds)
+    records = store.list(limit=1)
+    return records[0] if records else None
 
 
 def safe_command(argv: list[str]) -> str:
@@ -112,7 +124,7 @@ class Run:
         self.store: RunStore | None = None
         if cfg.record:
             try:
-                self.store = RunStore(SqlAlchemyConnector.load(LoadMonth.block.task_value("LoadMonth", "block")))
+                self.store = history()
             except IngestError as exc:   # the run itself will report the block's problem, once
                 logger.warning("run %s: run history not recorded: %s", self.run_id, exc)
         self.results: list[dict[str, Any]] = []
@@ -173,9 +185,8 @@ class Run:
             return f"{task}: {self._scheduling_errors.get(str(task)) or 'could not be scheduled'}"
         for task in sorted(sets["still_pending_ext"], key=str):
             return f"missing data: {task} is not published (yet)"
-        for task in sorted(sets["not_run"], key=str):
-            hint = _disabled_hint(scheduler, task)
-            return f"{task} was not allowed to run{hint}"
+        if sets["not_run"]:
+            return _not_run_reason(scheduler, sorted(sets["not_run"], key=str))
         for task in sorted(sets["run_by_other_worker"], key=str):
             return f"{task} is being run by another worker"
         return None
@@ -189,17 +200,13 @@ class Run:
         record.exit_code = exit_code
         record.state = state or ("Completed" if exit_code == 0 else
                                  "MissingData" if exit_code == codes.missing_data else "Failed")
-        loads, counts = [], collections.Counter()
-        for result in self.results:
-            sets = result["sets"]
-            loads += [t for t in sets["completed"] if isinstance(t, LoadMonth)]
-            counts.update({category: len(tasks) for category, tasks in sets.items() if tasks})
-        record.tasks = dict(counts)
+        loads = [t for result in self.results for t in result["sets"]["completed"] if isinstance(t, LoadMonth)]
+        last = self.results[-1] if self.results else None   # a re-check pass supersedes the one before
+        record.tasks = {category: len(tasks) for category, tasks in last["sets"].items() if tasks} if last else {}
         if error:
             record.error = redact(error)
-        elif exit_code != 0:
-            record.error = next((line for result in self.results
-                                 if (line := self._error(result["sets"], result["scheduler"]))), None)
+        elif exit_code != 0 and last:
+            record.error = self._error(last["sets"], last["scheduler"])
         record.months = sorted({f"{t.dataset} {t.ym}" for t in loads})
         record.rows = self._rows(loads)
         record.ended_at = dt.datetime.now(dt.timezone.utc)
@@ -257,17 +264,20 @@ def _fetch_error(scheduler: Any, task_id: str) -> str | None:
         return expl
 
 
-def _disabled_hint(scheduler: Any, task: luigi.Task) -> str:
-    """Why luigid refused a task: DISABLED after repeated failures, and how to re-enable it."""
+def _not_run_reason(scheduler: Any, tasks: list[luigi.Task]) -> str:
+    """Why the scheduler let tasks not run: one DISABLED after repeated failures (and how to re-enable
+    it), or tasks another worker holds."""
     try:
         disabled = scheduler.task_list("DISABLED", "") or {}
     except Exception as exc:   # the local scheduler has the same API; a dead luigid says nothing
-        logger.warning("cannot ask the scheduler about %s: %s", task, exc)
-        return ""
-    if task.task_id in disabled:
-        return (f": luigid DISABLED it after repeated failures; re-enable it with "
-                f"`python -m luigi_tasks scheduler enable {task.task_id}` (or --all)")
-    return ": another worker was running it or what it needs; run again to see whether it completed"
+        logger.warning("cannot ask the scheduler why %s did not run: %s", tasks[0], exc)
+        disabled = {}
+    for task in tasks:
+        if task.task_id in disabled:
+            return (f"{task} was not allowed to run: luigid DISABLED it after repeated failures; re-enable it "
+                    f"with `python -m luigi_tasks scheduler enable {task.task_id}` (or --all)")
+    return (f"{tasks[0]} was not allowed to run: another worker was running it or what it needs; "
+            "run again to see whether it completed")
 
 
 # -- the current run, and how the luigi command gets one ---------------------------------------------
@@ -291,9 +301,9 @@ def _raise_cancelled(signum: int, frame: Any) -> None:
 
 
 @contextlib.contextmanager
-def session(what: str, argv: list[str] | None = None) -> Iterator[Run]:
-    """The current run for the block: SIGTERM/SIGINT cancel it; the caller calls ``run.end()``."""
-    run = Run(what, argv)
+def active(run: Run) -> Iterator[Run]:
+    """Make ``run`` the current run for the block: recorded as started, SIGTERM/SIGINT cancel it.
+    The caller ends it (``run.end(...)``) inside the block."""
     _current.run = run
     logging.getLogger("luigi-interface").addHandler(run._scheduling_errors)
     main = threading.current_thread() is threading.main_thread()
@@ -326,7 +336,7 @@ def _schedule_and_run(tasks, worker_scheduler_factory=None, override_defaults=No
     what = ", ".join(describe_task(t) for t in tasks)
     # luigi configures its logging inside the call; the run's first lines need it already.
     luigi.interface.InterfaceLogging.setup(luigi.interface.core(**(override_defaults or {})))
-    with session(what) as run:
+    with active(Run(what)) as run:
         try:
             result = _original_schedule_and_run(tasks, worker_scheduler_factory, override_defaults)
         except luigi.interface.PidLockAlreadyTakenExit:

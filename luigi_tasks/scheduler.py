@@ -1,6 +1,7 @@
 """The central scheduler: luigid on 127.0.0.1 with its state, logs, pid file and task history under data/.
 
     python -m luigi_tasks scheduler start|stop|status [--port 8082] [--address 127.0.0.1]
+    python -m luigi_tasks scheduler enable TASK_ID ... | --all
 
 Task history goes to a database (``[luigid] history_database``) in the PostgreSQL
 server of a block (``[luigid] block``): a SQLite history crashes luigid under SQLAlchemy 2.
@@ -10,12 +11,14 @@ this repository's luigi.cfg plus ``[task_history] db_connection``.
 from __future__ import annotations
 
 import configparser
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -23,7 +26,7 @@ import luigi
 
 from luigi_tasks.blocks import SqlAlchemyConnector
 from luigi_tasks.config import PATH_SETTINGS, luigid
-from luigi_tasks.errors import PermanentError
+from luigi_tasks.errors import ConfigError, PermanentError, TransientError
 from luigi_tasks.pg import database_error
 
 
@@ -166,6 +169,27 @@ class Scheduler:
             os.kill(pid, signal.SIGKILL)
         self.pidfile.unlink(missing_ok=True)
         return True
+
+    def api(self, method: str, **kwargs) -> dict:
+        """Call luigid's HTTP API (``/api/<method>?data=<json>``)."""
+        query = urllib.parse.urlencode({"data": json.dumps(kwargs)})
+        try:
+            with urllib.request.urlopen(f"{self.url}/api/{method}?{query}", timeout=10) as resp:
+                return json.load(resp).get("response") or {}
+        except OSError as exc:
+            raise TransientError(f"luigid at {self.url} does not answer: {getattr(exc, 'reason', exc)}") from exc
+
+    def enable(self, task_ids: list[str]) -> list[str]:
+        """Re-enable DISABLED tasks (all of them if ``task_ids`` is empty); return the ids re-enabled."""
+        disabled = self.api("task_list", status="DISABLED", upstream_status="")
+        unknown = [t for t in task_ids if t not in disabled]
+        if unknown:
+            raise ConfigError(f"not DISABLED in luigid at {self.url}: {', '.join(unknown)} "
+                              f"(DISABLED now: {', '.join(sorted(disabled)) or 'none'})")
+        chosen = task_ids or sorted(disabled)
+        for task_id in chosen:
+            self.api("re_enable_task", task_id=task_id)
+        return chosen
 
     def status(self) -> dict:
         pid = self.pid()

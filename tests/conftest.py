@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psycopg2
 import pytest
-from support import DATABASE, HISTORY_DB, PASSWORD_ROLE, ROLE_PASSWORD, ROOT, SourceHandler, free_port
+from support import DATABASE, HISTORY_DB, PASSWORD_ROLE, ROLE_PASSWORD, ROOT, SourceHandler, free_port, pg_env
 
 from luigi_tasks.localdb import LocalPostgres
 from luigi_tasks.scheduler import Scheduler
@@ -71,17 +71,10 @@ def http_root(tmp_path_factory):
     server.shutdown()
 
 
-def _pg_env(pg) -> dict[str, str]:
-    """The shipped registry's postgres-connector block, pointed at the test server."""
-    return {"PGHOST": str(pg.socket_dir), "PGPORT": str(pg.port), "PGDATABASE": DATABASE,
-            "PGUSER": "postgres", "PGPASSWORD": "unused-with-trust-auth",
-            "LUIGI_TASKS_BLOCKS": str(ROOT / "config" / "blocks.yaml")}
-
-
 @pytest.fixture()
 def env(pg):
     """Environment for a luigi subprocess: test server, test config (small retry delays)."""
-    return {**os.environ, **_pg_env(pg), "LUIGI_CONFIG_PATH": str(ROOT / "tests" / "luigi.test.cfg")}
+    return {**os.environ, **pg_env(pg), "LUIGI_CONFIG_PATH": str(ROOT / "tests" / "luigi.test.cfg")}
 
 
 @pytest.fixture()
@@ -121,7 +114,7 @@ def run_luigi(env, http_root, tmp_path, request):
 @pytest.fixture()
 def luigid(pg, tmp_path_factory, monkeypatch):
     """A real luigid on 127.0.0.1 for one test, task history in PostgreSQL."""
-    for key, value in _pg_env(pg).items():
+    for key, value in pg_env(pg).items():
         monkeypatch.setenv(key, value)
     sched = Scheduler("127.0.0.1", free_port(), tmp_path_factory.mktemp("luigid"), "postgres-connector",
                       HISTORY_DB, config_files=[str(ROOT / "luigi.cfg"), str(ROOT / "tests" / "luigi.test.cfg")])

@@ -25,6 +25,13 @@ HISTORY_DB = "luigi_history_test"
 RC_MISSING_DATA, RC_NOT_RUN, RC_TASK_FAILED, RC_SCHEDULING_ERROR, RC_BAD_ARGS = 20, 25, 30, 35, 40
 
 
+def pg_env(pg) -> dict[str, str]:
+    """The shipped registry's postgres-connector block, pointed at the test server."""
+    return {"PGHOST": str(pg.socket_dir), "PGPORT": str(pg.port), "PGDATABASE": DATABASE,
+            "PGUSER": "postgres", "PGPASSWORD": "unused-with-trust-auth",
+            "LUIGI_TASKS_BLOCKS": str(ROOT / "config" / "blocks.yaml")}
+
+
 def serve(run, month: str, rows: int, dataset: str = "yellow", seed: int = 1) -> Path:
     """Generate a TLC-shaped ``dataset`` file for ``month`` where the test's loopback source serves it."""
     from luigi_tasks.synth import write_month

@@ -6,7 +6,7 @@ import json
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from support import RC_MISSING_DATA, RC_TASK_FAILED, SAMPLE_2019_01, markers, month_counts, serve
+from support import RC_BAD_ARGS, RC_MISSING_DATA, RC_TASK_FAILED, SAMPLE_2019_01, markers, month_counts, serve
 
 from luigi_tasks.synth import sample_to_parquet
 
@@ -42,6 +42,9 @@ def test_month_end_to_end(run_luigi, db):
     assert markers(db, run_luigi.table) == [f"yellow:2022-01:{run_luigi.table}:{version}"]
     assert raw.read_bytes() == src.read_bytes()
     assert (run_luigi.data_dir / "csv/yellow/yellow_tripdata_2022-01.csv").exists()
+
+    assert "Worker Worker(" not in proc.stderr                # a log line says what happened to which task, once
+    assert "running   Download yellow 2022-01" in proc.stderr
 
     again = run_luigi("--month", "2022-01")
     assert again.returncode == 0
@@ -116,9 +119,9 @@ def test_truncated_parquet_fails_cleanly(run_luigi, db):
 @pytest.mark.parametrize("month", ["2022-13", "22-01", "2022-1"])
 def test_invalid_month_is_one_clear_line(run_luigi, month):
     proc = run_luigi("--month", month)
-    assert proc.returncode != 0
-    assert f"invalid month '{month}': expected YYYY-MM" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    assert proc.returncode == RC_BAD_ARGS
+    assert f"error: invalid month '{month}': expected YYYY-MM" in proc.stderr
+    assert "Traceback" not in proc.stderr and "Uncaught exception" not in proc.stderr
 
 
 def test_real_2019_sample_loads_exactly(run_luigi, db):

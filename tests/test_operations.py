@@ -207,6 +207,11 @@ def test_status_lists_loaded_and_missing_months(run_luigi, env, db):
     table = subprocess.run(base, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert "2022-03" in table.stdout and "251" in table.stdout and "missing in 2022-01..2022-04: 2022-02, 2022-04" \
         in table.stdout
+    assert "last run: " in table.stdout and " Completed, exit code 0, Ingest yellow 2022-03" in table.stdout
+    narrow = subprocess.run(base[:-4] + ["--start", "2022-02", "--stop", "2022-04"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert "2022-03 " in narrow.stdout and "2022-01 " not in narrow.stdout   # --start/--stop limit the table too
+    assert "1 month(s) loaded, 251 rows" in narrow.stdout
 
 
 def test_progress_bar_on_a_terminal_only(run_luigi, env):

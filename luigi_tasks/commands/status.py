@@ -13,6 +13,7 @@ from luigi_tasks.config import cron_window
 from luigi_tasks.load import LoadMonth
 from luigi_tasks.load_report import loaded_months
 from luigi_tasks.months import add_months, month_range, parse_month
+from luigi_tasks.runs import last_run
 from luigi_tasks.schema import DATASETS
 
 HELP = "which months are loaded (rows, load time, source version) and which are missing"
@@ -36,10 +37,15 @@ def run(args: argparse.Namespace) -> int:
     if loaded:
         start = min(start, dt.date.fromisoformat(min(loaded) + "-01"))
     start, stop = args.start or start, args.stop or stop
-    missing = [f"{m:%Y-%m}" for m in month_range(start, stop) if f"{m:%Y-%m}" not in loaded]
+    window = [f"{m:%Y-%m}" for m in month_range(start, stop)]
+    missing = [m for m in window if m not in loaded]
+    if args.start or args.stop:   # an explicit range limits the table too, not only the missing line
+        loaded = {m: row for m, row in loaded.items() if m in window}
+    last = last_run(task.block)
     if args.json:
         print(json.dumps({"table": table, "dataset": args.dataset, "start": f"{start:%Y-%m}",
-                          "stop": f"{stop:%Y-%m}", "loaded": list(loaded.values()), "missing": missing}, indent=1))
+                          "stop": f"{stop:%Y-%m}", "loaded": list(loaded.values()), "missing": missing,
+                          "last_run": last.as_json() if last else None}, indent=1))
         return 0
     print(f"{table} ({args.dataset}): {len(loaded)} month(s) loaded, {sum(r['rows'] for r in loaded.values()):,} rows")
     if loaded:
@@ -48,4 +54,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"{r['month']:<8} {r['rows']:>12,} {r['pickups_outside_month'] or 0:>14,}  "
                   f"{r['loaded_at'][:19]:<19}  {r['source_version'] or '-'}")
     print(f"missing in {start:%Y-%m}..{add_months(stop, -1):%Y-%m}: {', '.join(missing) if missing else 'none'}")
+    if last:
+        print(f"last run: {last.run_id} {last.state}, exit code {last.exit_code}, {last.what}"
+              f"{f' -- {last.error}' if last.error else ''}")
     return 0
+
