@@ -292,3 +292,36 @@ def test_log_prints_is_per_thread(caplog):
             task_id, text = rec.getMessage()[1:].split("] ", 1)
             assert text.startswith(next(t.ym for t in tasks if t.task_id == task_id))
     assert sum(" line " in r.getMessage() for r in caplog.records) == 100
+
+
+def test_range_monthly_is_configured_to_take_every_missing_month():
+    import luigi.configuration
+
+    limit = int(luigi.configuration.get_config().get("RangeMonthly", "task_limit"))
+    assert limit >= len(month_range(D(2009, 1, 1), dt.date.today()))   # luigi's default (50) drops months
+
+
+def test_retry_policy_delays_and_what_it_retries():
+    from luigi_tasks.retry import RetryPolicy, parse_delays
+
+    listed = RetryPolicy(3, parse_delays("10, 60"))
+    assert [listed.delay(n) for n in (1, 2, 3)] == [10, 60, 60]            # the last delay repeats
+    doubling = RetryPolicy(3, (5.0,), "exponential")
+    assert [doubling.delay(n) for n in (1, 2, 3)] == [5, 10, 20]
+    jittered = RetryPolicy(1, (10.0,), jitter=0.2)
+    assert all(8 <= jittered.delay(1) <= 12 for _ in range(50))
+    assert listed.should_retry(TransientError("reset"), 1) and listed.should_retry(KeyError("bug"), 3)
+    assert not listed.should_retry(TransientError("reset"), 4)               # retries used up
+    assert not listed.should_retry(PermanentError("html page"), 1)           # never retried
+    with pytest.raises(ConfigError, match="invalid retry_delays"):
+        parse_delays("soon")
+    with pytest.raises(ConfigError, match="invalid retry_backoff"):
+        RetryPolicy(1, (1.0,), "linear")
+
+
+def test_safe_command_hides_secrets():
+    from luigi_tasks.runs import safe_command
+
+    SecretStr("hunter2-in-argv")
+    cmd = safe_command(["luigi", "--x-password", "p1", "--api-token=t2", "--url", "http://u:hunter2-in-argv@h/"])
+    assert "p1" not in cmd and "t2" not in cmd and "hunter2" not in cmd and cmd.startswith("luigi --x-password")
