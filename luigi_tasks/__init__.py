@@ -14,6 +14,7 @@ from luigi_tasks.config import bootstrap as _read_config  # noqa: E402
 
 _read_config()   # before any task or config section reads a value
 
+from luigi_tasks import hooks, notifications  # noqa: E402,F401  (run-end handlers, registered on import)
 from luigi_tasks.convert import ParquetToCsv  # noqa: E402
 from luigi_tasks.download import DownloadMonth, PublishedMonth  # noqa: E402
 from luigi_tasks.flows import IngestMonth, IngestRange  # noqa: E402

@@ -32,7 +32,8 @@ from luigi_tasks.localdb import SUPERUSER, LocalPostgres
 from luigi_tasks.pg import database_error
 from luigi_tasks.secret import MASK, SecretStr
 
-__all__ = ["MASK", "Block", "BlockError", "EmbeddedPostgres", "SecretStr", "SqlAlchemyConnector", "read_registry"]
+__all__ = ["MASK", "AppriseNotifications", "Block", "BlockError", "EmbeddedPostgres", "SecretStr",
+           "SqlAlchemyConnector", "read_registry"]
 
 REGISTRY_ENV = "LUIGI_TASKS_BLOCKS"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -215,6 +216,42 @@ class EmbeddedPostgres(SqlAlchemyConnector):
         if not self._started:
             self.server.ensure_running(self.database)
             self._started = True
+
+
+class AppriseNotifications(Block):
+    """Where run notifications go: a list of Apprise URLs (Slack, Teams, Discord, ``mailto://``, a
+    generic ``json://`` webhook, ...), sent with the ``apprise`` library. A URL usually carries a token
+    or a password, so each one is a secret: shown as its scheme only."""
+
+    block_type = "apprise"
+
+    def __init__(self, name: str, *, urls: list[str] | str) -> None:
+        super().__init__(name)
+        if isinstance(urls, str):
+            urls = [urls]
+        if not urls or not all(isinstance(u, str) and "://" in u for u in urls):
+            raise BlockError(f"block {name!r}: urls must be a list of Apprise URLs such as json://host/path")
+        self.urls = [SecretStr(u) for u in urls]
+
+    def shown(self, index: int) -> str:
+        """The ``index``-th URL as it may be shown: its position and scheme."""
+        return f"#{index + 1} {(self.urls[index].get_secret_value() or '').split('://', 1)[0]}://{MASK}"
+
+    def __repr__(self) -> str:
+        return f"AppriseNotifications(name={self.name!r}, urls={[self.shown(i) for i in range(len(self.urls))]!r})"
+
+    __str__ = __repr__
+
+    def notify(self, title: str, body: str) -> list[tuple[str, bool]]:
+        """Send to every URL; return (URL shown masked, delivered) for each."""
+        import apprise  # imported when a notification is sent: the command line stays light
+
+        results = []
+        for index, url in enumerate(self.urls):
+            sender = apprise.Apprise()
+            delivered = bool(sender.add(url.get_secret_value())) and bool(sender.notify(title=title, body=body))
+            results.append((self.shown(index), delivered))
+        return results
 
 
 if __name__ == "__main__":   # the documented module form: python -m luigi_tasks.blocks list|show|check

@@ -59,6 +59,17 @@ class runs(luigi.Config):  # noqa: N801
     cancelled_code = luigi.IntParameter(default=50, description="exit code of a run stopped by SIGTERM or SIGINT")
 
 
+class notify(luigi.Config):  # noqa: N801
+    block = luigi.Parameter(default="", description="an apprise block of config/blocks.yaml; empty: none")
+    on = luigi.Parameter(default="failure", description="which run endings notify: failure, missing_data, success")
+
+
+class hooks(luigi.Config):  # noqa: N801
+    on_failure = luigi.Parameter(default="", description="package.module:function called when a run fails")
+    on_success = luigi.Parameter(default="", description="package.module:function called when a run completes")
+    on_completion = luigi.Parameter(default="", description="package.module:function called when any run ends")
+
+
 def cron_window(lag: int | None = None, catch_up: int | None = None,
                 since: str | None = None) -> tuple[dt.date, dt.date]:
     """[start, stop) of the months cron keeps loaded: ``[cron]`` settings unless given."""

@@ -15,8 +15,10 @@ Cancelled  SIGTERM or SIGINT: the current task is rolled back             [runs]
 Crashed    the process died without ending the run (found later)          -
 ========== ============================================================== ====================
 
-When a run ends, the handlers registered with :func:`on_run_end` are called with it
-(notifications and hooks); a handler that fails is logged and changes nothing.
+When a run ends, luigi's own event mechanism carries it: :class:`RunEvent` events are
+triggered on the run's root task with the :class:`~luigi_tasks.run_store.RunRecord`, so
+``@luigi.Task.event_handler(RunEvent.FAILURE)`` receives every failed run (notifications and
+``[hooks]`` are such handlers). luigi logs a handler that raises; the run's outcome never changes.
 """
 from __future__ import annotations
 
@@ -52,6 +54,14 @@ logger = logging.getLogger("luigi-interface")
 _SECRET_ARG = re.compile(r"(password|secret|token|apikey|api_key)", re.I)
 
 
+class RunEvent:
+    """luigi events triggered once at the end of every run, with its RunRecord."""
+
+    SUCCESS = "luigi_tasks.run_success"          # Completed
+    FAILURE = "luigi_tasks.run_failure"          # Failed, MissingData, Cancelled
+    COMPLETION = "luigi_tasks.run_completion"    # every run, whatever its state
+
+
 class Cancelled(KeyboardInterrupt):
     """SIGTERM or SIGINT: unwinds the running task (files removed, transaction rolled back) and the run.
 
@@ -69,6 +79,12 @@ def last_run(block: str | None = None) -> RunRecord | None:
     store.mark_crashed(runs_config().heartbeat_seconds)
     records = store.list(limit=1)
     return records[0] if records else None
+
+
+def _invocation() -> list[str]:
+    """How this process was started, as typed: ``luigi --module ...``, ``python -m luigi_tasks cron ...``."""
+    argv = list(getattr(sys, "orig_argv", sys.argv))
+    return [os.path.basename(argv[0]), *argv[1:]] if argv else []
 
 
 def safe_command(argv: list[str]) -> str:
@@ -118,7 +134,7 @@ class Run:
     def __init__(self, what: str, argv: list[str] | None = None) -> None:
         cfg = runs_config()
         self.record = RunRecord(run_id=uuid.uuid4().hex[:12], what=what,
-                                command=safe_command(list(argv if argv is not None else sys.argv)),
+                                command=safe_command(list(argv if argv is not None else _invocation())),
                                 started_at=dt.datetime.now(dt.timezone.utc), log=os.environ.get("LUIGI_TASKS_LOG"))
         self.heartbeat_seconds = cfg.heartbeat_seconds
         self.store: RunStore | None = None
@@ -128,6 +144,7 @@ class Run:
             except IngestError as exc:   # the run itself will report the block's problem, once
                 logger.warning("run %s: run history not recorded: %s", self.run_id, exc)
         self.results: list[dict[str, Any]] = []
+        self.roots: list[luigi.Task] = []
         self._scheduling_errors = _SchedulingErrors()
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
@@ -218,12 +235,9 @@ class Run:
         log = logger.info if record.state == "Completed" else logger.error if failed else logger.warning
         log("run %s %s: %s, exit code %s%s", self.run_id, record.state, record.what, exit_code,
             f" -- {record.error}" if record.error else "")
-        for handler in list(_handlers):
-            try:
-                handler(record)
-            except Exception as exc:   # a notification or hook must never change the run's outcome
-                logger.warning("run %s: end-of-run handler %s failed: %s", self.run_id,
-                               getattr(handler, "__name__", handler), redact(f"{type(exc).__name__}: {exc}"))
+        root = self.roots[0] if self.roots else luigi.Task()
+        for event in (RunEvent.SUCCESS if record.state == "Completed" else RunEvent.FAILURE, RunEvent.COMPLETION):
+            root.trigger_event(event, record)   # luigi logs a handler that raises; nothing else changes
         return record
 
     def _rows(self, loads: list[LoadMonth]) -> int:
@@ -282,14 +296,6 @@ def _not_run_reason(scheduler: Any, tasks: list[luigi.Task]) -> str:
 
 # -- the current run, and how the luigi command gets one ---------------------------------------------
 _current = threading.local()
-_handlers: list[Callable[[RunRecord], None]] = []
-
-
-def on_run_end(handler: Callable[[RunRecord], None]) -> Callable[[RunRecord], None]:
-    """Register ``handler(record)`` to be called once at the end of every run."""
-    if handler not in _handlers:
-        _handlers.append(handler)
-    return handler
 
 
 def current() -> Run | None:
@@ -330,6 +336,7 @@ def _schedule_and_run(tasks, worker_scheduler_factory=None, override_defaults=No
     """luigi's scheduling and running of ``tasks``, as (part of) a run."""
     run = current()
     if run is not None:   # inside a run someone else started (the cron command): only collect
+        run.roots = run.roots or list(tasks)
         result = _original_schedule_and_run(tasks, worker_scheduler_factory, override_defaults)
         run.collect(result.worker)
         return result
@@ -337,6 +344,7 @@ def _schedule_and_run(tasks, worker_scheduler_factory=None, override_defaults=No
     # luigi configures its logging inside the call; the run's first lines need it already.
     luigi.interface.InterfaceLogging.setup(luigi.interface.core(**(override_defaults or {})))
     with active(Run(what)) as run:
+        run.roots = list(tasks)
         try:
             result = _original_schedule_and_run(tasks, worker_scheduler_factory, override_defaults)
         except luigi.interface.PidLockAlreadyTakenExit:

@@ -16,7 +16,18 @@ from pathlib import Path
 
 import psycopg2
 import pytest
-from support import DATABASE, HISTORY_DB, PASSWORD_ROLE, ROLE_PASSWORD, ROOT, SourceHandler, free_port, pg_env
+from support import (
+    DATABASE,
+    HISTORY_DB,
+    PASSWORD_ROLE,
+    ROLE_PASSWORD,
+    ROOT,
+    MailSink,
+    SourceHandler,
+    WebhookReceiver,
+    free_port,
+    pg_env,
+)
 
 from luigi_tasks.localdb import LocalPostgres
 from luigi_tasks.scheduler import Scheduler
@@ -123,3 +134,27 @@ def luigid(pg, tmp_path_factory, monkeypatch):
         yield sched
     finally:
         sched.stop()
+
+
+@pytest.fixture()
+def webhook():
+    """A JSON webhook receiver on 127.0.0.1 (fresh list of received bodies per test)."""
+    handler = type("Receiver", (WebhookReceiver,), {"received": []})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    handler.url = f"127.0.0.1:{server.server_address[1]}"
+    yield handler
+    server.shutdown()
+
+
+@pytest.fixture()
+def smtp():
+    """A real SMTP server (aiosmtpd) on 127.0.0.1, keeping the messages it receives."""
+    from aiosmtpd.controller import Controller
+
+    sink = MailSink()
+    controller = Controller(sink, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    sink.port = controller.port
+    yield sink
+    controller.stop()

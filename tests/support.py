@@ -170,3 +170,30 @@ class SourceHandler(http.server.SimpleHTTPRequestHandler):
             self.wfile.write(body[: len(body) // 2])
             self.close_connection = True
         return True
+
+
+class WebhookReceiver(http.server.BaseHTTPRequestHandler):
+    """A JSON webhook on loopback (what Apprise's json:// sends): keeps every POSTed body."""
+
+    received: list[dict] = []
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        type(self).received.append({"path": self.path, "json": json.loads(body or b"{}"),
+                                    "authorization": self.headers.get("Authorization")})
+        self.send_response(200)
+        self.end_headers()
+
+
+class MailSink:
+    """An aiosmtpd handler keeping every message it is given."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
+        self.messages.append(envelope.content.decode("utf-8", "replace"))
+        return "250 OK"

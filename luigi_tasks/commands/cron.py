@@ -89,11 +89,9 @@ def run(args: argparse.Namespace) -> int:
                 code = _run(command + ["--no-lock"])
             missing = missing_months(command, window)
         except runs.Cancelled as exc:
-            run.end(runs.cancelled_code(), "Cancelled", f"cancelled by {exc}")
-            return runs.cancelled_code()
+            return _end(run, command, runs.cancelled_code(), "Cancelled", f"cancelled by {exc}")
         except IngestError as exc:   # the completeness check itself failed (database unreachable)
-            run.end(codes.scheduling_error, error=f"cannot check the window: {exc}")
-            return codes.scheduling_error
+            return _end(run, command, codes.scheduling_error, error=f"cannot check the window: {exc}")
         error = None
         if missing:
             # Never exit 0 with a month of the window unloaded, whatever luigi concluded.
@@ -101,7 +99,13 @@ def run(args: argparse.Namespace) -> int:
             error = f"{len(missing)} month(s) of the window not loaded: {', '.join(missing)}"
             if run.results and (line := run._error(run.results[-1]["sets"], run.results[-1]["scheduler"])):
                 error += f" -- {line}"
-        run.end(code, error=error)
+        return _end(run, command, code, error=error)
+
+
+def _end(run: runs.Run, command: list[str], code: int, state: str | None = None, error: str | None = None) -> int:
+    """End the run as this command's luigi arguments configure it (--notify-block, --hooks-..., ...)."""
+    with CmdlineParser.global_instance(command):
+        run.end(code, state, error)
     return code
 
 
