@@ -46,8 +46,12 @@ from luigi_tasks.params import (
 from luigi_tasks.retry import RetryPolicy, parse_delays
 from luigi_tasks.schema import DATASETS, FIRST_MONTH
 from luigi_tasks.secret import redact
+from luigi_tasks.timeouts import deadline
 
 logger = logging.getLogger("luigi-interface")
+# When this process started working (luigi imports the package just before it schedules): an output
+# made since is never expired, or "cache_expiration = 0 seconds" could never be complete.
+_STARTED = time.monotonic()
 
 
 def describe_error(exc: BaseException) -> str:
@@ -69,6 +73,9 @@ class PipelineTask(luigi.Task):
                                         description="spread each delay by up to this fraction, e.g. 0.2")
     cache_expiration = SharedParameter(
         default="", significant=False, description="outputs older than this count as missing, e.g. '7 days'")
+    timeout = SharedParameter(default="2 hours", significant=False,
+                              description="an attempt running longer is stopped and fails as 'timed out' "
+                                          "(retried like any transient failure); 'never' for none")
 
     # Prefect's task name=: how the task appears in logs and status messages.
     name_template: ClassVar[str] = "{family}"
@@ -80,10 +87,21 @@ class PipelineTask(luigi.Task):
 
             def managed_run(self, _run=run):
                 with prints_to_log(self, enabled=pipeline().log_prints):
-                    return self.run_with_retries(lambda: _run(self))
+                    return self.run_with_retries(lambda: self._attempt(_run))
 
             managed_run.__doc__ = run.__doc__
             cls.run = managed_run
+
+    def _attempt(self, run: Any) -> Any:
+        """One attempt of ``run()``, stopped at the family's timeout."""
+        limit = parse_duration(self.timeout, "timeout")
+        with deadline(limit.total_seconds() if limit else None, str(self)) as self.deadline:
+            return run(self)
+
+    def time_left(self) -> float | None:
+        """Seconds left for the running attempt (None: no timeout): for waits the timer cannot stop."""
+        current = getattr(self, "deadline", None)
+        return current.left() if current else None
 
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(self.retries, parse_delays(self.retry_delays), self.retry_backoff.strip().lower(),
@@ -132,12 +150,19 @@ class PipelineTask(luigi.Task):
             return dt.datetime.now() - dt.datetime.fromtimestamp(Path(target.path).stat().st_mtime)
         return None
 
+    def expiry_limit(self) -> dt.timedelta | None:
+        """The age from which an output counts as missing (None: never)."""
+        return parse_duration(self.cache_expiration)
+
     def expired(self, age: dt.timedelta | None = None) -> bool:
-        """Whether the output (of ``age``, default: measured) is older than ``cache_expiration``."""
-        limit = parse_duration(self.cache_expiration)
-        if limit and age is None:
+        """Whether the output (of ``age``, default: measured) is older than ``expiry_limit()``."""
+        limit = self.expiry_limit()
+        if limit is None:
+            return False
+        if age is None:
             age = self.output_age()
-        return limit is not None and age is not None and age > limit
+        made_before_this_process = age is not None and age.total_seconds() > time.monotonic() - _STARTED
+        return made_before_this_process and age >= limit
 
     def own_complete(self) -> bool:
         return self.output_exists() and not self.expired()
@@ -151,6 +176,16 @@ class PipelineTask(luigi.Task):
                                                if isinstance(dep, PipelineTask))
 
 
+class Fetching:
+    """What a task that downloads shares: how long a silent source is waited for."""
+
+    stall_timeout = SharedParameter(default="60 seconds", significant=False,
+                                    description="a source that sends nothing for this long fails (transient)")
+
+    def stall_seconds(self) -> float:
+        return parse_duration(self.stall_timeout, "stall_timeout").total_seconds()
+
+
 class MonthParameters:
     """What identifies a month of a dataset: shared by the month tasks and the flows above them."""
 
@@ -159,6 +194,9 @@ class MonthParameters:
     source_version = luigi.Parameter(
         default="", description="source version the output must come from (IngestMonth --refresh sets it); "
                                 "empty: whatever was fetched")
+    forced_since = luigi.Parameter(
+        default="", description="outputs made before this UTC time count as missing (IngestMonth --force sets "
+                                "it to the run's start): Prefect's refresh_cache")
 
     def validate_month(self) -> None:
         first = FIRST_MONTH[self.dataset]
@@ -172,7 +210,8 @@ class MonthParameters:
         return self.month.strftime("%Y-%m")
 
     def month_args(self) -> dict[str, Any]:
-        return {"dataset": self.dataset, "month": self.month, "source_version": self.source_version}
+        return {"dataset": self.dataset, "month": self.month, "source_version": self.source_version,
+                "forced_since": self.forced_since}
 
 
 class MonthTask(MonthParameters, PipelineTask):
@@ -186,6 +225,15 @@ class MonthTask(MonthParameters, PipelineTask):
 
     def name_fields(self) -> dict[str, Any]:
         return {**super().name_fields(), "dataset": self.dataset, "month": self.ym}
+
+    def expiry_limit(self) -> dt.timedelta | None:
+        # Forced: anything made before the forcing run started is too old. An age, not a time, so that a
+        # marker's age measured by the database clock compares with it whatever the clocks' offset.
+        limit = super().expiry_limit()
+        if self.forced_since:
+            since = dt.datetime.now(dt.timezone.utc) - dt.datetime.fromisoformat(self.forced_since)
+            limit = since if limit is None else min(limit, since)
+        return limit
 
     def raw_path(self) -> Path:
         return data_path("raw", self.dataset, f"{self.dataset}_tripdata_{self.ym}.parquet")

@@ -84,18 +84,23 @@ def data_path(*parts: str) -> Path:
     return Path(pipeline().data_dir).joinpath(*parts)
 
 
-_UNITS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600,
-          "d": 86400, "day": 86400, "w": 604800, "week": 604800}
+_UNITS = {**dict.fromkeys(("s", "sec", "secs", "second", "seconds"), 1),
+          **dict.fromkeys(("m", "min", "mins", "minute", "minutes"), 60),
+          **dict.fromkeys(("h", "hr", "hrs", "hour", "hours"), 3600),
+          **dict.fromkeys(("d", "day", "days"), 86400),
+          **dict.fromkeys(("w", "week", "weeks"), 604800)}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([a-z]+)")
 
 
-def parse_duration(text: str) -> dt.timedelta | None:
-    """``"7 days"``, ``"12h"``, ``"1 week 2 days"``; empty or ``never``: None (no expiry)."""
+def parse_duration(text: str, what: str = "cache_expiration") -> dt.timedelta | None:
+    """``"7 days"``, ``"12h"``, ``"1 week 2 days"``, ``"0 seconds"`` (zero: always expired); empty or
+    ``never``: None. An unknown unit (``"500ms"``) is an error, never a guess."""
     text = (text or "").strip().lower()
     if text in ("", "never", "none"):
         return None
-    parts = re.findall(r"(\d+(?:\.\d+)?)\s*([a-z]+?)s?\b", text)
-    if not parts or re.sub(r"[\d.\sa-z]", "", text) or any(unit not in _UNITS for _, unit in parts):
-        raise ConfigError(f"invalid cache_expiration {text!r}: use e.g. '7 days', '12 hours', '30 minutes'")
+    parts = _DURATION_PART.findall(text)
+    if not parts or _DURATION_PART.sub("", text).strip(" ,") or any(unit not in _UNITS for _, unit in parts):
+        raise ConfigError(f"invalid {what} {text!r}: use e.g. '7 days', '12 hours', '30 minutes', '10 s'")
     return dt.timedelta(seconds=sum(float(n) * _UNITS[unit] for n, unit in parts))
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import luigi
 
-from luigi_tasks.base import MonthTask
+from luigi_tasks.base import Fetching, MonthTask
 from luigi_tasks.files import read_sidecar
 from luigi_tasks.progress import Progress
 from luigi_tasks.sources import RemoteFile, fetch
@@ -28,7 +28,7 @@ class PublishedMonth(luigi.ExternalTask):
         return f"Published file {self.url}"
 
 
-class DownloadMonth(MonthTask):
+class DownloadMonth(Fetching, MonthTask):
     """Download ``{dataset}_tripdata_{YYYY-MM}.parquet`` into ``{data_dir}/raw/{dataset}/``."""
 
     url_template = luigi.Parameter(default=DEFAULT_URL_TEMPLATE,
@@ -54,7 +54,7 @@ class DownloadMonth(MonthTask):
     def run(self) -> None:
         # No set_tracking_url(self.url): luigi's update resets the task's retry policy to the default.
         progress = Progress(self, f"{self}", None, "bytes")
-        info = fetch(self.url, self.raw_path(), progress)
+        info = fetch(self.url, self.raw_path(), progress, self.stall_seconds())
         progress.finish()
         self.set_status_message(f"{self}: {info['bytes']:,} bytes, {info['rows']:,} rows, "
                                 f"version {info['version']}")

@@ -14,11 +14,11 @@ import psycopg2
 
 from luigi_tasks.base import MonthTask
 from luigi_tasks.blocks import SqlAlchemyConnector
-from luigi_tasks.config import DEFAULT_BLOCK
+from luigi_tasks.config import DEFAULT_BLOCK, parse_duration
 from luigi_tasks.convert import ParquetToCsv
 from luigi_tasks.files import read_sidecar
 from luigi_tasks.load_report import record_load
-from luigi_tasks.pg import database_error
+from luigi_tasks.pg import database_error, session_timeouts
 from luigi_tasks.pg_copy import MonthLoad, copy_month, prepare_tables
 from luigi_tasks.pg_target import BlockPostgresTarget, parse_table_name
 from luigi_tasks.progress import Progress
@@ -31,6 +31,8 @@ class LoadMonth(MonthTask):
     table = luigi.Parameter(default="", description="target table; default {dataset}_taxi_trips")
     copy_connections = luigi.IntParameter(default=2, significant=False,
                                           description="parallel COPY connections (1: one COPY ... FREEZE)")
+    lock_timeout = luigi.Parameter(default="5 minutes", significant=False,
+                                   description="longest wait for a lock (another loader of the month, a DDL lock)")
     name_template = "Load {dataset} {month}"
     # At most [resources] postgres_loads COPYs run at once (per luigid, or per local scheduler).
     resources = {"postgres_loads": 1}
@@ -58,6 +60,13 @@ class LoadMonth(MonthTask):
         update_id = f"{self.dataset}:{self.ym}:{self.table_name}:{self.version()}"
         return BlockPostgresTarget(self.connector(), self.table_name, update_id)
 
+    def session(self):
+        """A connection whose every wait is bounded: locks by ``lock_timeout``, statements by the time
+        left to this attempt (a COPY stuck in the server cannot be interrupted from Python)."""
+        lock = parse_duration(self.lock_timeout, "lock_timeout")
+        return session_timeouts(self.connector().psycopg2_connect(), lock.total_seconds() if lock else None,
+                                self.time_left())
+
     def run(self) -> None:
         csv_path = self.csv_path()
         report = read_sidecar(csv_path)
@@ -67,7 +76,7 @@ class LoadMonth(MonthTask):
                                      f"{self.table_name}:{report.get('version') or ''}")
         table = parse_table_name(self.table_name)
         load = MonthLoad(table, self.dataset, self.month.strftime("%Y-%m-%d"))
-        conn = self.connector().psycopg2_connect()
+        conn = self.session()
         try:
             prepare_tables(conn, table, self.dataset, marker)
             # One loader per month and table at a time, across processes and hosts.
@@ -77,13 +86,17 @@ class LoadMonth(MonthTask):
             if age is not None and not self.expired(age):
                 print(f"{self.table_name} {self.ym}: already loaded (by another process); nothing to do")
                 return
-            rows = copy_month(conn, load, csv_path, expected, self.connector().psycopg2_connect,
-                              report.get("offsets"), self.copy_connections, progress)
-            with conn.cursor() as cur:
-                load.swap_in(cur)
-            record_load(conn, self.table_name, self.dataset, load.month_value, report, rows)
-            marker.replace(conn)
-            conn.commit()
+            try:
+                rows = copy_month(conn, load, csv_path, expected, self.session, report.get("offsets"),
+                                  self.copy_connections, progress)
+                with conn.cursor() as cur:
+                    load.swap_in(cur)
+                record_load(conn, self.table_name, self.dataset, load.month_value, report, rows)
+                marker.replace(conn)
+                conn.commit()
+            except BaseException:
+                load.drop_stage(conn)   # a failed, timed-out or cancelled load leaves no stage table
+                raise
         except psycopg2.Error as exc:
             raise database_error(f"load into {self.table_name} failed", exc) from exc
         finally:

@@ -38,3 +38,14 @@ def database_error(what: str, exc: BaseException) -> IngestError:
 def serialize_ddl(cur) -> None:
     """Inside a transaction: wait for any other process creating the package's tables (released at commit)."""
     cur.execute("SELECT pg_advisory_xact_lock(hashtext('luigi_tasks ddl'))")
+
+
+def session_timeouts(conn, lock_timeout: float | None, statement_timeout: float | None):
+    """Bound every wait of this session: a lock (a DDL lock, another loader's advisory lock) and any
+    statement. None or 0: no bound. Returns ``conn``."""
+    ms = [str(int(max(0.0, seconds or 0) * 1000)) for seconds in (lock_timeout, statement_timeout)]
+    with conn.cursor() as cur:
+        cur.execute("SELECT set_config('lock_timeout', %s, false), set_config('statement_timeout', %s, false)",
+                    ms)
+    conn.commit()
+    return conn

@@ -7,16 +7,20 @@ and the load report, so readers see all of a month or none of it.
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 from pathlib import Path
 
+import psycopg2
 from luigi.contrib.postgres import PostgresTarget
 from psycopg2 import sql
 
 from luigi_tasks import schema
-from luigi_tasks.errors import ConfigError, PermanentError
+from luigi_tasks.errors import ConfigError, PermanentError, first_line
 from luigi_tasks.load_report import create_report_table
 from luigi_tasks.pg import serialize_ddl
 from luigi_tasks.progress import Progress
+
+logger = logging.getLogger("luigi-interface")
 
 
 class _FileRange:
@@ -60,6 +64,21 @@ class MonthLoad:
         self.final = sql.Identifier(*table[:-1], self.final_name)
         self.stage = sql.Identifier(*table[:-1], f"{self.final_name}_load")
         self.cols = sql.SQL(", ").join(sql.Identifier(c.name) for c in schema.columns(dataset))
+
+    def drop_stage(self, conn) -> None:
+        """After a failed load, on the loader's own connection (which still holds the month's lock, so it
+        cannot drop another loader's stage): remove the stage table. A connection that is gone cannot,
+        and then the next load of the month drops the leftover."""
+        if conn.closed:
+            return
+        try:
+            conn.rollback()
+            with conn.cursor() as cur:
+                cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(self.stage))
+            conn.commit()
+        except psycopg2.Error as exc:
+            logger.warning("could not drop the stage table %s (the next load of this month will): %s",
+                           self.stage.strings[-1], first_line(exc))
 
     def create_stage(self, cur) -> None:
         cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(self.stage))   # a killed run's leftover
@@ -107,16 +126,28 @@ def copy_month(conn, load: MonthLoad, csv_path: Path, expected_rows: int | None,
                 reader.close()
             load.check(loaded, expected_rows)
             return loaded
-    conn.commit()
-    with concurrent.futures.ThreadPoolExecutor(len(ranges)) as pool:
-        counts = list(pool.map(lambda r: _copy_range(connect, load, csv_path, r, progress), ranges))
+    conn.commit()   # the stage is now visible to the other connections: the caller drops it on any failure
+    slices = [connect() for _ in ranges]
+    try:
+        with concurrent.futures.ThreadPoolExecutor(len(ranges)) as pool:
+            futures = [pool.submit(_copy_range, c, load, csv_path, r, progress) for c, r in zip(slices, ranges,
+                                                                                               strict=True)]
+            try:
+                counts = [f.result() for f in futures]
+            except BaseException:
+                # A failed slice, a timeout or a cancel: stop the other COPYs now rather than wait for them.
+                for c in slices:
+                    c.cancel()
+                raise
+    finally:
+        for c in slices:
+            c.close()
     load.check(sum(counts), expected_rows)
     return sum(counts)
 
 
-def _copy_range(connect, load: MonthLoad, csv_path: Path, byte_range: tuple[int, int],
+def _copy_range(conn, load: MonthLoad, csv_path: Path, byte_range: tuple[int, int],
                 progress: Progress | None) -> int:
-    conn = connect()
     reader = _FileRange(csv_path, *byte_range, progress)
     try:
         with conn.cursor() as cur:
@@ -125,7 +156,6 @@ def _copy_range(connect, load: MonthLoad, csv_path: Path, byte_range: tuple[int,
         return rows
     finally:
         reader.close()
-        conn.close()
 
 
 def prepare_tables(conn, table: tuple[str, ...], dataset: str, marker: PostgresTarget) -> None:

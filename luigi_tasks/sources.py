@@ -61,6 +61,8 @@ def open_url(url: str, method: str = "GET", timeout: float = 60):
         return urllib.request.urlopen(urllib.request.Request(url, method=method), timeout=timeout)
     except urllib.error.HTTPError as exc:
         raise http_error("download failed", exc, url) from exc
+    except TimeoutError as exc:
+        raise TransientError(f"download stalled: no answer for {timeout:g} s from {url}") from exc
     except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
         raise connection_error("download failed", exc, url) from exc
 
@@ -97,14 +99,16 @@ class RemoteFile(luigi.Target):
             raise connection_error("cannot check", exc, self.url) from exc
 
 
-def fetch(url: str, dest: Path, progress: Progress | None = None, timeout: float = 60,
+def fetch(url: str, dest: Path, progress: Progress | None = None, stall_timeout: float = 60,
           validate: Callable[[Path, str], int] | None = None) -> dict:
     """Stream ``url`` (http, https or file) to ``dest`` atomically; return its source info and rows.
 
-    ``validate(path, url) -> rows`` checks the bytes before the rename (default: Parquet).
+    A source that sends nothing for ``stall_timeout`` seconds (no answer, or a transfer that
+    stops) fails as transient. ``validate(path, url) -> rows`` checks the bytes before the
+    rename (default: Parquet).
     """
     with atomic_file(dest) as tmp:
-        resp = open_url(url, timeout=timeout)
+        resp = open_url(url, timeout=stall_timeout)
         try:
             with resp, open(tmp, "wb") as out:
                 info = source_info(url, resp.headers)
@@ -118,6 +122,8 @@ def fetch(url: str, dest: Path, progress: Progress | None = None, timeout: float
                     received += len(chunk)
                     if progress:
                         progress.update(len(chunk))
+        except TimeoutError as exc:
+            raise TransientError(f"download stalled: no data for {stall_timeout:g} s from {url}") from exc
         except (http.client.HTTPException, OSError) as exc:
             if isinstance(exc, OSError) and write_error(exc, dest):
                 raise write_error(exc, dest) from exc

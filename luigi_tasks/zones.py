@@ -12,12 +12,12 @@ import luigi
 import psycopg2
 from psycopg2 import sql
 
-from luigi_tasks.base import PipelineTask
+from luigi_tasks.base import Fetching, PipelineTask
 from luigi_tasks.blocks import SqlAlchemyConnector
 from luigi_tasks.config import DEFAULT_BLOCK, data_path
 from luigi_tasks.errors import PermanentError
 from luigi_tasks.files import read_sidecar
-from luigi_tasks.pg import database_error
+from luigi_tasks.pg import database_error, session_timeouts
 from luigi_tasks.pg_target import BlockPostgresTarget, parse_table_name
 from luigi_tasks.sources import fetch, reject_error_page
 
@@ -38,7 +38,7 @@ def validate_zones(path: Path, source: str) -> int:
     return len(rows) - 1
 
 
-class DownloadZones(PipelineTask):
+class DownloadZones(Fetching, PipelineTask):
     """Download the zone lookup CSV into ``{data_dir}/raw/misc/`` and check its header and rows."""
 
     url = luigi.Parameter(default=DEFAULT_ZONES_URL, description="the TLC's taxi zone lookup CSV")
@@ -48,7 +48,7 @@ class DownloadZones(PipelineTask):
         return luigi.LocalTarget(str(data_path("raw", "misc", "taxi_zone_lookup.csv")))
 
     def run(self) -> None:
-        info = fetch(self.url, Path(self.output().path), validate=validate_zones)
+        info = fetch(self.url, Path(self.output().path), stall_timeout=self.stall_seconds(), validate=validate_zones)
         self.set_status_message(f"{info['rows']} zones, version {info['version']}")
 
 
@@ -70,7 +70,8 @@ class LoadZones(PipelineTask):
     def run(self) -> None:
         target = self.output()
         name = sql.Identifier(*parse_table_name(self.table))
-        conn = target.block.psycopg2_connect()
+        # Bounded waits: a lock on the zones table held elsewhere, or the server stuck, fails the attempt.
+        conn = session_timeouts(target.block.psycopg2_connect(), 300, self.time_left())
         try:
             target.create_marker_table()
             # The published file mixes line endings (COPY refuses that): re-render its 265 rows cleanly.

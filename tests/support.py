@@ -97,7 +97,8 @@ class SourceHandler(http.server.SimpleHTTPRequestHandler):
     - ``/flaky/<mode>/<n>/<path>`` fails the first n GETs of <path>: ``500`` (an error status),
       ``reset`` (connection dropped before any reply), ``short`` (full Content-Length, half the body);
     - ``/deny/<path>`` answers 403 (what the CDN says for an object it does not have);
-    - ``/slow/<seconds>/<path>`` answers late; ``/trickle/<seconds per 64 KiB>/<path>`` sends slowly.
+    - ``/slow/<seconds>/<path>`` answers late; ``/trickle/<seconds per 64 KiB>/<path>`` sends slowly;
+    - ``/stall/<path>`` sends the headers and 64 KiB, then nothing (for 60 s) before closing.
     HEAD (is the month published?) is neither slow nor flaky.
     """
 
@@ -123,6 +124,15 @@ class SourceHandler(http.server.SimpleHTTPRequestHandler):
             _, _, seconds, rest = self.path.split("/", 3)
             time.sleep(float(seconds))
             self.path = "/" + rest
+        elif self.path.startswith("/stall/"):
+            body = Path(self.translate_path("/" + self.path.split("/", 2)[2])).read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[:65536])
+            self.wfile.flush()
+            time.sleep(60)
+            return
         elif self.path.startswith("/trickle/"):
             _, _, seconds, rest = self.path.split("/", 3)
             body = Path(self.translate_path("/" + rest)).read_bytes()
@@ -145,6 +155,8 @@ class SourceHandler(http.server.SimpleHTTPRequestHandler):
             self.path = "/" + self.path.split("/", 4)[4]
         elif self.path.startswith(("/slow/", "/trickle/")):
             self.path = "/" + self.path.split("/", 3)[3]
+        elif self.path.startswith("/stall/"):
+            self.path = "/" + self.path.split("/", 2)[2]
         super().do_HEAD()
 
     def _fail(self) -> bool:

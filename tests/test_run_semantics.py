@@ -191,3 +191,12 @@ def test_run_history_knows_every_ending(run_luigi, http_root, db):
         assert {"run_id", "state", "exit_code", "error", "started_at", "ended_at", "months", "rows"} <= set(record)
     failed_only = runs_json(run_luigi, "--failed")
     assert "Completed" not in {r["state"] for r in failed_only}
+
+
+def test_notification_under_luigid_too(run_luigi, luigid, db, alerts, webhook, smtp):
+    (run_luigi.serve_dir / "yellow_tripdata_2022-12.parquet").write_text("<html>no</html>")
+    proc = run_luigi("--month", "2022-12", "--notify-block", "alerts", scheduler=luigid.url)
+    assert proc.returncode == RC_TASK_FAILED
+    assert len(webhook.received) == 1 and len(smtp.messages) == 1
+    assert "error: Download yellow 2022-12: " in webhook.received[0]["json"]["message"]
+    assert "returned an HTML page" in webhook.received[0]["json"]["message"]
