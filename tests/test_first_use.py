@@ -166,7 +166,7 @@ def test_a_disabled_task_is_named_and_the_command_re_enables_it(run_luigi, db, s
     line = next(ln for ln in blocked.stderr.splitlines() if " Failed: Ingest yellow 2022-10" in ln)
     assert "DISABLED it after repeated failures" in line and "python -m luigi_tasks scheduler enable " in line
     task_id = line.split("scheduler enable ", 1)[1].split("`")[0]
-    assert task_id.startswith("DownloadMonth_yellow_2022_10")
+    assert task_id.startswith("DownloadMonth_yellow_") and "2022_10" in task_id
     enable = subprocess.run([sys.executable, "-m", "luigi_tasks", "scheduler", "enable", task_id, "--port",
                              str(strict_luigid.port)], cwd=ROOT, env=run_luigi.env, capture_output=True, text=True,
                             timeout=60)
