@@ -98,7 +98,9 @@ class SourceHandler(http.server.SimpleHTTPRequestHandler):
       ``reset`` (connection dropped before any reply), ``short`` (full Content-Length, half the body);
     - ``/deny/<path>`` answers 403 (what the CDN says for an object it does not have);
     - ``/slow/<seconds>/<path>`` answers late; ``/trickle/<seconds per 64 KiB>/<path>`` sends slowly;
-    - ``/stall/<path>`` sends the headers and 64 KiB, then nothing (for 60 s) before closing.
+    - ``/stall/<path>`` sends the headers and 64 KiB, then nothing (for 60 s) before closing;
+    - ``/flakyhead/<n>/<path>`` fails the first n HEADs of <path> with 503;
+    - ``/edges/<path>`` answers HEAD and GET with different Last-Modified (two CDN edges).
     HEAD (is the month published?) is neither slow nor flaky.
     """
 
@@ -143,19 +145,36 @@ class SourceHandler(http.server.SimpleHTTPRequestHandler):
                 self.wfile.write(body[i:i + 65536])
                 time.sleep(float(seconds))
             return
+        if self.path.startswith(("/flakyhead/", "/edges/")):
+            self.path = "/" + self.path.split("/", 3 if self.path.startswith("/flakyhead/") else 2)[-1]
         if self._fail():
             return
         super().do_GET()
+
+    def send_header(self, keyword, value):
+        # /edges/: the GET edge has another copy of the object than the HEAD edge.
+        if keyword == "Last-Modified" and self.command == "GET" and self.requestline.split()[1].startswith("/edges/"):
+            value = "Mon, 01 Jan 2001 00:00:00 GMT"
+        super().send_header(keyword, value)
 
     def do_HEAD(self):
         if self.path.startswith("/deny/"):
             self.send_error(403, "Forbidden")
             return
+        if self.path.startswith("/flakyhead/"):
+            _, _, n, rest = self.path.split("/", 3)
+            with self.lock:
+                seen = self.failures.get(self.path, 0)
+                self.failures[self.path] = seen + 1
+            self.path = "/" + rest
+            if seen < int(n):
+                self.send_error(503, "Service Unavailable")
+                return
         if self.path.startswith("/flaky/"):
             self.path = "/" + self.path.split("/", 4)[4]
         elif self.path.startswith(("/slow/", "/trickle/")):
             self.path = "/" + self.path.split("/", 3)[3]
-        elif self.path.startswith("/stall/"):
+        elif self.path.startswith(("/stall/", "/edges/")):
             self.path = "/" + self.path.split("/", 2)[2]
         super().do_HEAD()
 

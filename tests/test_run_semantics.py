@@ -180,7 +180,7 @@ def test_run_history_knows_every_ending(run_luigi, http_root, db):
     assert stopped.wait(timeout=60) == 50, rest[-2000:]
     assert " Cancelled: Ingest yellow 2022-11" in rest
     assert not list(run_luigi.data_dir.rglob("*2022-11*")) and not list(run_luigi.data_dir.rglob(".*tmp*"))
-    history = {r["what"][-7:]: r for r in runs_json(run_luigi) if r["what"].startswith("Ingest yellow 2022-")}
+    history = {r["what"][-7:]: r for r in runs_json(run_luigi) if run_luigi.table in r["command"]}   # this test's
     assert history["2022-08"]["state"] == "Completed"
     assert history["2022-08"]["months"] == ["yellow 2022-08"] and history["2022-08"]["rows"] == 300
     assert history["2022-09"]["state"] == "Failed" and history["2022-09"]["exit_code"] == 30
