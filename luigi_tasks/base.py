@@ -60,6 +60,11 @@ def describe_error(exc: BaseException) -> str:
     return redact(text)
 
 
+def made_by_this_process(age: dt.timedelta) -> bool:
+    """Whether an output of this ``age`` was made since this process started."""
+    return age.total_seconds() <= time.monotonic() - _STARTED
+
+
 class PipelineTask(luigi.Task):
     """A task with Prefect's per-task options (see the module docstring)."""
 
@@ -161,8 +166,7 @@ class PipelineTask(luigi.Task):
             return False
         if age is None:
             age = self.output_age()
-        made_before_this_process = age is not None and age.total_seconds() > time.monotonic() - _STARTED
-        return made_before_this_process and age >= limit
+        return age is not None and not made_by_this_process(age) and age >= limit
 
     def own_complete(self) -> bool:
         return self.output_exists() and not self.expired()

@@ -184,7 +184,13 @@ class SqlAlchemyConnector(Block):
         import psycopg2
 
         try:
-            return psycopg2.connect(**self.connect_params())
+            conn = psycopg2.connect(**self.connect_params())
+            # Every session in UTC: luigi's marker stores a timestamp without time zone, and its age is
+            # only right if the session that wrote it and the one that reads it agree (PGTZ may differ).
+            with conn.cursor() as cur:
+                cur.execute("SET TIME ZONE 'UTC'")
+            conn.commit()
+            return conn
         except psycopg2.OperationalError as exc:
             raise database_error(f"block {self.name!r}: cannot connect to {self.describe()}", exc) from exc
 

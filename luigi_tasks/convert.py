@@ -5,8 +5,8 @@ from __future__ import annotations
 import luigi
 
 from luigi_tasks.base import MonthTask
-from luigi_tasks.download import DownloadMonth
-from luigi_tasks.files import read_sidecar
+from luigi_tasks.download import DownloadMonth, satisfies
+from luigi_tasks.files import SidecarTarget, read_sidecar
 from luigi_tasks.progress import Progress
 
 
@@ -21,8 +21,8 @@ class ParquetToCsv(MonthTask):
     def requires(self) -> DownloadMonth:
         return DownloadMonth(**self.month_args())
 
-    def output(self) -> luigi.LocalTarget:
-        return luigi.LocalTarget(str(self.csv_path()))
+    def output(self) -> SidecarTarget:
+        return SidecarTarget(str(self.csv_path()))
 
     def local_version(self) -> str | None:
         return read_sidecar(self.csv_path()).get("version")
@@ -32,9 +32,13 @@ class ParquetToCsv(MonthTask):
             return False
         # Built from the raw file now on disk (or, if that was cleaned up, from the one asked for).
         wanted = self.source_version or self.requires().local_version()
-        return wanted in (None, "", self.local_version())
+        return satisfies(read_sidecar(self.csv_path()), wanted)
 
     def run(self) -> None:
+        if self.own_complete():
+            # Run because the raw file expired: fetched again and identical, it changes nothing here.
+            print(f"{self}: source unchanged (version {self.local_version()}): the CSV is current, not rebuilt")
+            return
         # Imported here: pyarrow is only needed once a month is converted, and the package
         # (imported by every `python -m luigi_tasks` command) starts faster without it.
         from luigi_tasks.parquet_csv import parquet_to_csv

@@ -9,11 +9,17 @@ from __future__ import annotations
 import luigi
 
 from luigi_tasks.base import Fetching, MonthTask
-from luigi_tasks.files import read_sidecar
+from luigi_tasks.files import SidecarTarget, read_sidecar
 from luigi_tasks.progress import Progress
 from luigi_tasks.sources import RemoteFile, fetch
 
 DEFAULT_URL_TEMPLATE = "https://d37ci6vzurychx.cloudfront.net/trip-data/{dataset}_tripdata_{month}.parquet"
+
+
+def satisfies(info: dict, wanted: str | None) -> bool:
+    """Whether a file described by the sidecar ``info`` is the version ``wanted`` ("" or None: any
+    version), either exactly or as what the source served when that version was asked for."""
+    return not wanted or wanted in (info.get("version"), info.get("requested"))
 
 
 class PublishedMonth(luigi.ExternalTask):
@@ -38,8 +44,8 @@ class DownloadMonth(Fetching, MonthTask):
     def requires(self) -> PublishedMonth:
         return PublishedMonth(url=self.url)
 
-    def output(self) -> luigi.LocalTarget:
-        return luigi.LocalTarget(str(self.raw_path()))
+    def output(self) -> SidecarTarget:
+        return SidecarTarget(str(self.raw_path()))
 
     @property
     def url(self) -> str:
@@ -49,12 +55,15 @@ class DownloadMonth(Fetching, MonthTask):
         return read_sidecar(self.raw_path()).get("version")
 
     def own_complete(self) -> bool:
-        return super().own_complete() and self.source_version in ("", self.local_version())
+        return super().own_complete() and satisfies(read_sidecar(self.raw_path()), self.source_version)
 
     def run(self) -> None:
         # No set_tracking_url(self.url): luigi's update resets the task's retry policy to the default.
         progress = Progress(self, f"{self}", None, "bytes")
-        info = fetch(self.url, self.raw_path(), progress, self.stall_seconds())
+        # Asked for a version (--refresh), the source may serve another one (another CDN edge): what was
+        # fetched is what counts, noted as the answer to what was asked.
+        note = {"requested": self.source_version} if self.source_version else None
+        info = fetch(self.url, self.raw_path(), progress, self.stall_seconds(), note=note)
         progress.finish()
         self.set_status_message(f"{self}: {info['bytes']:,} bytes, {info['rows']:,} rows, "
                                 f"version {info['version']}")

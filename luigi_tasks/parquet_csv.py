@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from luigi_tasks import schema
 from luigi_tasks.errors import PermanentError
-from luigi_tasks.files import atomic_file, write_sidecar
+from luigi_tasks.files import atomic_file
 from luigi_tasks.progress import Progress
 
 BATCH_ROWS = 32_768
@@ -152,7 +152,8 @@ def parquet_to_csv(src: Path, dest: Path, dataset: str, month: dt.date, drop_unk
         progress.total = pf.metadata.num_rows
     rows = outside = 0
     offsets: list[int] = []
-    with atomic_file(dest) as tmp:
+    csv_info: dict = {}
+    with atomic_file(dest, sidecar_info=csv_info) as tmp:   # the sidecar, written after the CSV, commits it
         with open(tmp, "wb") as out:
             # One reader per row group: a single reader over a many-row-group file keeps memory
             # per row group it has passed (measured: 400 MB after 10M rows, 110 MB this way).
@@ -168,7 +169,7 @@ def parquet_to_csv(src: Path, dest: Path, dataset: str, month: dt.date, drop_unk
                     progress.update(n)
         if rows != pf.metadata.num_rows:
             raise PermanentError(f"{label}: read {rows} rows but the file's metadata says {pf.metadata.num_rows}")
-        if sidecar_info is not None:   # the source version travels with the CSV, written before its rename
-            write_sidecar(dest, {"version": sidecar_info.get("version"), "url": sidecar_info.get("url"),
-                                 "rows": rows, "pickups_outside_month": outside, "offsets": offsets})
+        source = sidecar_info or {}   # the source version travels with the CSV
+        csv_info.update(version=source.get("version"), requested=source.get("requested"), url=source.get("url"),
+                        rows=rows, pickups_outside_month=outside, offsets=offsets)
     return rows

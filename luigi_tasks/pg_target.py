@@ -20,13 +20,20 @@ from luigi_tasks.pg import database_error
 _IDENT = re.compile(r"[a-z_][a-z0-9_]{0,47}")
 
 
-def parse_table_name(name: str) -> tuple[str, ...]:
-    """``table`` or ``schema.table``, each part a plain lower-case identifier."""
+def parse_table_name(name: str) -> tuple[str, str]:
+    """``table`` or ``schema.table``, each part a plain lower-case identifier -> (schema, table); a name
+    without a schema is in ``public``, always (the SQL names it explicitly, whatever the search_path)."""
     parts = tuple(name.split("."))
     if not 1 <= len(parts) <= 2 or not all(_IDENT.fullmatch(p) for p in parts):
         raise ConfigError(f"invalid table name {name!r}: use a plain lower-case identifier "
                           "such as yellow_taxi_trips (optionally schema.table)")
-    return parts
+    return ("public", *parts) if len(parts) == 1 else parts
+
+
+def canonical_table(name: str) -> str:
+    """The one spelling of a table: ``public.t`` and ``t`` are ``t``; another schema stays ``s.t``."""
+    schema, table = parse_table_name(name)
+    return table if schema == "public" else f"{schema}.{table}"
 
 
 class BlockPostgresTarget(PostgresTarget):

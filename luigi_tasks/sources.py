@@ -20,22 +20,29 @@ from pathlib import Path
 
 import luigi
 
-from luigi_tasks.errors import PermanentError, TransientError
-from luigi_tasks.files import atomic_file, write_error, write_sidecar
+from luigi_tasks.errors import ConfigError, PermanentError, TransientError
+from luigi_tasks.files import atomic_file, write_error
 from luigi_tasks.progress import Progress
 
 CHUNK = 1 << 20
 logger = logging.getLogger("luigi-interface")
 
 
-def _local_path(url: str) -> str:
-    return urllib.request.url2pathname(urllib.parse.urlparse(url).path)
+def local_path(url: str) -> str:
+    """The path a ``file:`` URL names: ``file:///abs/path``, ``file:/abs/path``, or ``file:relative/path``
+    (relative to the working directory). ``file://name/path`` names a host, which is refused: it is
+    almost always a relative path with one slash too many, whose first part would silently vanish."""
+    parsed = urllib.parse.urlparse(url)
+    if parsed.netloc not in ("", "localhost"):
+        raise ConfigError(f"file URL with a host part ({parsed.netloc!r}) in {url!r}: use file:///absolute/path "
+                          "or file:relative/path")
+    return urllib.request.url2pathname(parsed.path)
 
 
 def source_info(url: str, headers=None) -> dict:
     """What identifies this version of the source: HTTP validators, or size+mtime of a file."""
     if url.startswith("file:"):
-        st = os.stat(_local_path(url))
+        st = os.stat(local_path(url))
         info = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
     else:
         info = {"etag": headers.get("ETag"), "last_modified": headers.get("Last-Modified"),
@@ -57,6 +64,8 @@ def connection_error(what: str, exc: BaseException, url: str) -> TransientError:
 
 def open_url(url: str, method: str = "GET", timeout: float = 60):
     """``urlopen`` with one-line, classified errors."""
+    if url.startswith("file:"):   # urllib reads only absolute file URLs
+        url = Path(local_path(url)).absolute().as_uri()
     try:
         return urllib.request.urlopen(urllib.request.Request(url, method=method), timeout=timeout)
     except urllib.error.HTTPError as exc:
@@ -67,15 +76,26 @@ def open_url(url: str, method: str = "GET", timeout: float = 60):
         raise connection_error("download failed", exc, url) from exc
 
 
-def probe(url: str) -> str:
-    """The source's current version, without downloading it (a HEAD request)."""
+def probe(url: str) -> str | None:
+    """The source's current version, without downloading it (a HEAD request); None if the source does
+    not have the file (404, or the CDN's 403)."""
     if url.startswith("file:"):
+        path = local_path(url)
+        if not os.path.exists(path):
+            return None
         try:
             return source_info(url)["version"]
         except OSError as exc:
             raise PermanentError(f"cannot read {url}: {exc.strerror}") from exc
-    with open_url(url, "HEAD", timeout=30) as resp:
-        return source_info(url, resp.headers)["version"]
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=30) as resp:
+            return source_info(url, resp.headers)["version"]
+    except urllib.error.HTTPError as exc:
+        if exc.code in (403, 404):
+            return None
+        raise http_error("cannot ask the source", exc, url) from exc
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+        raise connection_error("cannot ask the source", exc, url) from exc
 
 
 class RemoteFile(luigi.Target):
@@ -86,7 +106,7 @@ class RemoteFile(luigi.Target):
 
     def exists(self) -> bool:
         if self.url.startswith("file:"):
-            return os.path.exists(_local_path(self.url))
+            return os.path.exists(local_path(self.url))
         try:
             with urllib.request.urlopen(urllib.request.Request(self.url, method="HEAD"), timeout=30):
                 return True
@@ -100,18 +120,19 @@ class RemoteFile(luigi.Target):
 
 
 def fetch(url: str, dest: Path, progress: Progress | None = None, stall_timeout: float = 60,
-          validate: Callable[[Path, str], int] | None = None) -> dict:
+          validate: Callable[[Path, str], int] | None = None, note: dict | None = None) -> dict:
     """Stream ``url`` (http, https or file) to ``dest`` atomically; return its source info and rows.
 
     A source that sends nothing for ``stall_timeout`` seconds (no answer, or a transfer that
     stops) fails as transient. ``validate(path, url) -> rows`` checks the bytes before the
-    rename (default: Parquet).
+    rename (default: Parquet). ``note`` is added to the sidecar.
     """
-    with atomic_file(dest) as tmp:
+    info: dict = {}
+    with atomic_file(dest, sidecar_info=info) as tmp:   # the sidecar is written after the file: its commit point
         resp = open_url(url, timeout=stall_timeout)
         try:
             with resp, open(tmp, "wb") as out:
-                info = source_info(url, resp.headers)
+                info.update(source_info(url, resp.headers))
                 length = resp.headers.get("Content-Length")
                 expected = int(length) if length and length.isdigit() else None
                 if progress:
@@ -130,8 +151,7 @@ def fetch(url: str, dest: Path, progress: Progress | None = None, stall_timeout:
             raise TransientError(f"download failed: {type(exc).__name__}: {exc} for {url}") from exc
         if expected is not None and received != expected:
             raise TransientError(f"download failed: received {received} of {expected} bytes from {url}")
-        info.update(url=url, rows=(validate or validate_parquet)(tmp, url), bytes=received)
-        write_sidecar(dest, info)   # before the rename: a finished file always has its version beside it
+        info.update(url=url, rows=(validate or validate_parquet)(tmp, url), bytes=received, **(note or {}))
     return info
 
 

@@ -165,9 +165,13 @@ def _pickups(rng: np.random.Generator, n: int, month: str) -> np.ndarray:
     span_s = int((stop - start) / np.timedelta64(1, "s"))
     # Whole seconds, as the meters record them.
     pickup = start + (rng.integers(0, span_s, n) * 1_000_000).astype("timedelta64[us]")
-    # Real files hold a few pickups outside their month (late uploads, clock errors).
+    # Real files hold a few pickups outside their month (late uploads, clock errors), before it (up to a
+    # year and more) and after it (days to weeks).
     stray = rng.random(n) < 0.0005
-    pickup[stray] -= rng.integers(1, 400, stray.sum()).astype("timedelta64[D]")
+    late = stray & (rng.random(n) < 0.3)
+    early = stray & ~late
+    pickup[early] -= rng.integers(1, 400, early.sum()).astype("timedelta64[D]")
+    pickup[late] = stop + rng.integers(0, 40 * 86400, late.sum()).astype("timedelta64[s]")
     return pickup
 
 

@@ -16,7 +16,7 @@ from luigi_tasks.base import Fetching, PipelineTask
 from luigi_tasks.blocks import SqlAlchemyConnector
 from luigi_tasks.config import DEFAULT_BLOCK, data_path
 from luigi_tasks.errors import PermanentError
-from luigi_tasks.files import read_sidecar
+from luigi_tasks.files import SidecarTarget, read_sidecar
 from luigi_tasks.pg import database_error, session_timeouts
 from luigi_tasks.pg_target import BlockPostgresTarget, parse_table_name
 from luigi_tasks.sources import fetch, reject_error_page
@@ -44,8 +44,8 @@ class DownloadZones(Fetching, PipelineTask):
     url = luigi.Parameter(default=DEFAULT_ZONES_URL, description="the TLC's taxi zone lookup CSV")
     name_template = "Download taxi zones"
 
-    def output(self) -> luigi.LocalTarget:
-        return luigi.LocalTarget(str(data_path("raw", "misc", "taxi_zone_lookup.csv")))
+    def output(self) -> SidecarTarget:
+        return SidecarTarget(str(data_path("raw", "misc", "taxi_zone_lookup.csv")))
 
     def run(self) -> None:
         info = fetch(self.url, Path(self.output().path), stall_timeout=self.stall_seconds(), validate=validate_zones)

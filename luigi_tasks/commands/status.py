@@ -9,10 +9,12 @@ import argparse
 import datetime as dt
 import json
 
+from luigi_tasks.blocks import EmbeddedPostgres
 from luigi_tasks.config import cron_window
 from luigi_tasks.load import LoadMonth
 from luigi_tasks.load_report import loaded_months
 from luigi_tasks.months import add_months, month_range, parse_month
+from luigi_tasks.pg_target import BlockPostgresTarget
 from luigi_tasks.runs import last_run
 from luigi_tasks.schema import DATASETS
 
@@ -32,7 +34,13 @@ def run(args: argparse.Namespace) -> int:
     task = LoadMonth(dataset=args.dataset, month=dt.date.today().replace(day=1), **{
         k: v for k, v in (("block", args.block), ("table", args.table)) if v})
     table = task.table_name
-    loaded = loaded_months(task.connector(), table)
+    block = task.connector()
+    if isinstance(block, EmbeddedPostgres) and not block.server.is_running():
+        # Looking must not start a server as a side effect: say so instead.
+        print(f"database: the embedded server ({block.server.data_dir}) is not running; it starts with the first "
+              "load, or with `python -m luigi_tasks db start`")
+        return 3
+    loaded = loaded_months(block, table, BlockPostgresTarget.marker_table)
     start, stop = cron_window()
     if loaded:
         start = min(start, dt.date.fromisoformat(min(loaded) + "-01"))
