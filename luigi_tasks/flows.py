@@ -38,6 +38,7 @@ class IngestMonth(MonthParameters, Flow):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.validate_month()
+        LoadMonth(**self.month_args())   # its settings (--LoadMonth-table ...) are checked with the arguments
 
     def __str__(self) -> str:
         return f"Ingest {self.dataset} {self.ym}"

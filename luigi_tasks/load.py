@@ -38,6 +38,10 @@ class LoadMonth(MonthTask):
     # At most [resources] postgres_loads COPYs run at once (per luigid, or per local scheduler).
     resources = {"postgres_loads": 1}
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        canonical_table(self.table or f"{self.dataset}_taxi_trips")   # a bad name is refused here, at once
+
     def requires(self) -> ParquetToCsv:
         return ParquetToCsv(**self.month_args())
 

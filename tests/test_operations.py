@@ -246,7 +246,7 @@ def test_progress_bar_on_a_terminal_only(run_luigi, env):
     assert "rows/s" not in piped.stderr and "\r" not in piped.stderr     # not a terminal: no bar
 
 
-def test_password_appears_nowhere_in_luigid_or_status(run_luigi, luigid, env):
+def test_password_appears_nowhere_in_luigid_or_status(run_luigi, luigid, env, pg):
     secret_env = {"PGUSER": PASSWORD_ROLE, "PGPASSWORD": ROLE_PASSWORD}
     serve(run_luigi, "2022-01", 300)
     ok = run_luigi("--month", "2022-01", scheduler=luigid.url, extra_env=secret_env)
@@ -269,6 +269,14 @@ def test_password_appears_nowhere_in_luigid_or_status(run_luigi, luigid, env):
                             text=True, timeout=60)
     assert status.returncode == 0 and '"2022-01"' in status.stdout
     seen += [status.stdout, status.stderr]
+    for log in (luigid.dir / "log").rglob("*"):                              # luigid's own log files
+        if log.is_file():
+            seen.append(log.read_text(errors="replace"))
+    seen.append((pg.data_dir / "server.log").read_text(errors="replace"))    # PostgreSQL's server log
+    assert (luigid.dir / "luigid.cfg").stat().st_mode & 0o777 == 0o600      # luigid's config may hold one...
+    history_password = "unused-with-trust-auth"                                # ...(its history block's)
+    assert history_password in (luigid.dir / "luigid.cfg").read_text()
     assert any("password authentication failed" in text for text in seen)   # the failure was reported...
     for text in seen:
         assert ROLE_PASSWORD not in text                                      # ...without the password
+        assert history_password not in text                                   # nor luigid's, in any log
