@@ -108,14 +108,15 @@ def test_a_sidecar_that_does_not_match_its_file_is_not_trusted(run_luigi, db):
 
 @pytest.mark.parametrize("connections", ["1", "2"])
 def test_a_failed_load_leaves_no_stage_table(run_luigi, db, connections):
-    serve(run_luigi, "2022-05", 5000)
+    serve(run_luigi, "2022-05", 100_000)                                 # several batches: parallel slices
     assert run_luigi("--month", "2022-05", task="ParquetToCsv").returncode == 0
     sidecar = run_luigi.data_dir / "csv/yellow/yellow_tripdata_2022-05.csv.source.json"
     info = json.loads(sidecar.read_text())
-    info["rows"] = 5001                                                   # the count check will fail
+    assert len(info["offsets"]) > 1
+    info["rows"] = 100_001                                                # the count check will fail
     sidecar.write_text(json.dumps(info))
     proc = run_luigi("--month", "2022-05", "--LoadMonth-retries", "0", "--LoadMonth-copy-connections", connections)
-    assert proc.returncode == RC_TASK_FAILED and "loaded 5000 rows but the Parquet file has 5001" in proc.stderr
+    assert proc.returncode == RC_TASK_FAILED and "loaded 100000 rows but the Parquet file has 100001" in proc.stderr
     assert stage_tables(db, run_luigi.table) == [] and month_counts(db, run_luigi.table) == {}
 
 
