@@ -28,7 +28,8 @@ def write_error(exc: OSError, path: Path) -> IngestError | None:
     return None
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this host has ``pid`` (one of another user counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -53,7 +54,7 @@ def _reap(directory: Path, prefix: str) -> None:
             continue
         try:
             if host in ("", HOST):   # "" : written before temporary names carried the host
-                dead = not _pid_alive(int(pid))
+                dead = not pid_alive(int(pid))
             else:
                 dead = now - stale.stat().st_mtime > FOREIGN_TMP_STALE_SECONDS
         except FileNotFoundError:

@@ -18,6 +18,7 @@ from psycopg2 import sql
 from psycopg2.extras import Json
 
 from luigi_tasks.blocks import SqlAlchemyConnector
+from luigi_tasks.files import pid_alive
 from luigi_tasks.pg import database_error, serialize_ddl
 
 RUNS_TABLE = "ingest_runs"
@@ -52,16 +53,6 @@ class RunRecord:
 
 _COLUMNS = ("run_id", "what", "command", "started_at", "host", "pid", "state", "ended_at", "exit_code", "error",
             "months", "rows", "log", "tasks")
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class RunStore:
@@ -126,7 +117,7 @@ class RunStore:
             .format(sql.Identifier(RUNS_TABLE)), fetch=True)
         here = socket.gethostname()
         dead = [run_id for run_id, host, pid, silent in rows
-                if (host == here and pid != os.getpid() and not _pid_alive(pid))
+                if (host == here and pid != os.getpid() and not pid_alive(pid))
                 or silent > STALE_HEARTBEATS * heartbeat_seconds]
         if dead:
             self._execute("cannot record crashed runs", sql.SQL(
