@@ -11,6 +11,7 @@ this repository's luigi.cfg plus ``[task_history] db_connection``.
 from __future__ import annotations
 
 import configparser
+import contextlib
 import json
 import os
 import shutil
@@ -160,10 +161,9 @@ class Scheduler:
         os.kill(pid, signal.SIGTERM)   # luigid saves its state on SIGTERM
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
-            try:
+            # Reap it if it is our child (started by this process), or its zombie stays in /proc.
+            with contextlib.suppress(ChildProcessError):   # not our child: its own parent reaps it
                 os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
             time.sleep(0.1)
         if Path(f"/proc/{pid}").exists():
             os.kill(pid, signal.SIGKILL)
