@@ -2,6 +2,7 @@
 
     python bench/bench.py --out bench/RESULTS.md   # the published run: 2,463,931 rows, median of 3, sweep
     python bench/bench.py --rows 200000 --repeat 3 --sweep 100000,400000   # a quick look
+    python bench/bench.py --month 2009-01 --rows 2000000 --sweep 15000000 --zones 4000000   # 2009 layout, zones
 
 The report goes to ``{workdir}/RESULTS.md`` unless ``--out`` names another file: the tracked
 ``bench/RESULTS.md`` is only ever written on purpose, by a full run.
@@ -40,14 +41,14 @@ sys.path.insert(0, str(ROOT))
 from luigi_tasks.localdb import LocalPostgres  # noqa: E402
 from luigi_tasks.synth import write_month  # noqa: E402
 
-MONTH = "2022-01"
 DATABASE = "bench"
+SHAPES = ROOT / "tests" / "data" / "taxi_zones.zip"   # the TLC's zone shapefile (2009-2010 months need it)
 CONTENDERS = ("naive", "handwritten", "ingest_cold", "ingest_cached", "load_only")
 
 
 class Bench:
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
+    def __init__(self, workdir: Path, month: str = "2022-01", dataset: str = "yellow") -> None:
+        self.workdir, self.month, self.dataset = workdir, month, dataset
         self.server = LocalPostgres(workdir / "pg")
         self.src_dir = workdir / "src"
         self.data_dir = workdir / "data"
@@ -71,22 +72,27 @@ class Bench:
         conn.close()
 
     def generate(self, rows: int) -> Path:
-        path = self.src_dir / f"yellow_tripdata_{MONTH}.parquet"
-        stamp = self.src_dir / "rows"
+        path = self.src_dir / f"{self.dataset}_tripdata_{self.month}.parquet"
+        stamp = self.src_dir / f"{self.dataset}_{self.month}.rows"
         if not (path.exists() and stamp.exists() and stamp.read_text() == str(rows)):
-            print(f"generating {rows:,} rows ...", flush=True)
-            write_month(path, MONTH, rows=rows, seed=2022)
+            print(f"generating {rows:,} rows of {self.dataset} {self.month} ...", flush=True)
+            write_month(path, self.month, rows=rows, seed=2022, dataset=self.dataset)
             stamp.write_text(str(rows))
         return path
 
+    @property
+    def table(self) -> str:
+        return f"{self.dataset}_taxi_trips"
+
     def luigi(self, task: str) -> list[str]:
-        return [sys.executable, "-m", "luigi", "--module", "luigi_tasks", task, "--month", MONTH,
-                "--local-scheduler", "--pipeline-data-dir", str(self.data_dir),
+        return [sys.executable, "-m", "luigi", "--module", "luigi_tasks", task, "--month", self.month,
+                "--dataset", self.dataset, "--local-scheduler", "--pipeline-data-dir", str(self.data_dir),
                 "--DownloadMonth-url-template", f"file://{self.src_dir}/{{dataset}}_tripdata_{{month}}.parquet",
-                "--LoadMonth-block", "bench", "--LoadMonth-table", "yellow_taxi_trips"]
+                "--DownloadZoneShapes-url", SHAPES.as_uri(),
+                "--LoadMonth-block", "bench", "--LoadMonth-table", self.table]
 
     def reset_table(self) -> None:
-        self.sql("DROP TABLE IF EXISTS yellow_taxi_trips CASCADE", "DROP TABLE IF EXISTS bench_naive",
+        self.sql(f"DROP TABLE IF EXISTS {self.table} CASCADE", "DROP TABLE IF EXISTS bench_naive",
                  "DROP TABLE IF EXISTS bench_handwritten", "DROP TABLE IF EXISTS table_updates",
                  "DROP TABLE IF EXISTS ingest_loads", "CHECKPOINT")
 
@@ -161,8 +167,47 @@ def stage_seconds(log: str) -> dict[str, float]:
     return {name: (s["done"] - s["running"]).total_seconds() for name, s in stamps.items() if len(s) == 2}
 
 
+def zone_figures(workdir: Path, points: int) -> dict:
+    """Points/s of the zone lookup (projection included) on 1 and 2 threads, and how much longer a 2009
+    conversion takes with zones than the same file converted with the lookup replaced by nothing."""
+    import concurrent.futures
+
+    import numpy as np
+
+    from luigi_tasks.parquet_csv import parquet_to_csv
+    from luigi_tasks.synth import _coordinates
+    from luigi_tasks.zone_index import ZoneIndex
+
+    copy = workdir / "taxi_zones.zip"
+    copy.write_bytes(SHAPES.read_bytes())
+    index = ZoneIndex.load(copy)
+    lon, lat = _coordinates(np.random.default_rng(9), points)
+    figures = {}
+    for threads in (1, 2):
+        chunks = np.array_split(np.arange(points), max(1, points // 65536))
+        started = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+            list(pool.map(lambda c: index.zones(lon[c], lat[c]), chunks))
+        figures[f"points_per_s_{threads}"] = points / (time.perf_counter() - started)
+
+    class NoZones:   # the same conversion, without the point-in-polygon work
+        def zones(self, lon, lat):
+            return np.full(len(lon), -1, np.int32)
+
+    src = workdir / "zones_2009-01.parquet"
+    write_month(src, "2009-01", rows=points // 2, seed=9)
+    timings = {}
+    for name, zones in (("with zones", index), ("without", NoZones())):
+        started = time.perf_counter()
+        parquet_to_csv(src, workdir / "zones.csv", "yellow", dt.date(2009, 1, 1), zones=zones)
+        timings[name] = time.perf_counter() - started
+    figures["conversion_ratio"] = timings["with zones"] / timings["without"]
+    figures["rows"] = points // 2
+    return figures
+
+
 def run(args: argparse.Namespace) -> str:
-    bench = Bench(Path(args.workdir).absolute())
+    bench = Bench(Path(args.workdir).absolute(), args.month, args.dataset)
     bench.workdir.mkdir(parents=True, exist_ok=True)
     bench.start()
     src = bench.generate(args.rows)
@@ -188,20 +233,22 @@ def run(args: argparse.Namespace) -> str:
         print(f"sweep {rows:>10,} rows: {result['wall']:7.2f} s  {result['rss_mb']:6.0f} MB", flush=True)
     bench.generate(args.rows)
     bench.server.stop()
-    return report(args, results, sweep)
+    zones = zone_figures(bench.workdir, args.zones) if args.zones else None
+    return report(args, results, sweep, zones)
 
 
-def report(args: argparse.Namespace, results: dict[str, list[dict]], sweep: list) -> str:
+def report(args: argparse.Namespace, results: dict[str, list[dict]], sweep: list, zones: dict | None = None) -> str:
     med = {c: statistics.median(r["wall"] for r in runs) for c, runs in results.items()}
     base = med.get("handwritten")
     lines = [
         "# Benchmark: one month into PostgreSQL",
         "",
-        f"`python bench/bench.py --rows {args.rows} --repeat {args.repeat}` on {dt.date.today()}: "
+        f"`python bench/bench.py --dataset {args.dataset} --month {args.month} --rows {args.rows} --repeat "
+        f"{args.repeat}` on {dt.date.today()}: "
         f"{os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, "
         f"Python {platform.python_version()}, embedded PostgreSQL (data in `{args.workdir}/pg`). "
-        f"One generated yellow {MONTH} month of {args.rows:,} rows; every contender in its own process, one "
-        f"after another, median of {args.repeat}.",
+        f"One generated {args.dataset} {args.month} month of {args.rows:,} rows; every contender in its own "
+        f"process, one after another, median of {args.repeat}.",
         "",
         "| contender | wall s (median) | rows/s | vs handwritten | peak RSS MB | busiest backend MB |",
         "|---|---:|---:|---:|---:|---:|",
@@ -227,6 +274,11 @@ def report(args: argparse.Namespace, results: dict[str, list[dict]], sweep: list
         lines += ["", "Memory sweep, `ingest_cold` (one run each): peak RSS must not grow with the month.", "",
                   "| rows | wall s | peak RSS MB |", "|---:|---:|---:|"]
         lines += [f"| {rows:,} | {r['wall']:.2f} | {r['rss_mb']:.0f} |" for rows, r in sweep]
+    if zones:
+        lines += ["", f"Zones from coordinates (2009-2010 yellow), in-process: {zones['points_per_s_1'] / 1e6:.1f} "
+                  f"million points/s on 1 thread, {zones['points_per_s_2'] / 1e6:.1f} million on 2 (projection "
+                  f"included); a {zones['rows']:,}-row 2009 month converts in {zones['conversion_ratio']:.2f}x the "
+                  "time it takes without the zone lookup."]
     lines += ["", "What the figures mean, the profile and the alternatives measured: docs/performance.md."]
     return "\n".join(lines) + "\n"
 
@@ -234,6 +286,9 @@ def report(args: argparse.Namespace, results: dict[str, list[dict]], sweep: list
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=2_463_931)
+    ap.add_argument("--dataset", default="yellow", choices=["yellow", "green", "fhv", "fhvhv"])
+    ap.add_argument("--month", default="2022-01", help="YYYY-MM: the layout generated (2009-01: coordinates, zones)")
+    ap.add_argument("--zones", type=int, default=0, help="points for the zone lookup figures (0 = none)")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--contenders", default=",".join(CONTENDERS))
     ap.add_argument("--sweep", default="500000,2500000,10000000", help="row counts for the memory sweep ('' = none)")

@@ -87,7 +87,7 @@ def atomic_file(dest: str | os.PathLike, sidecar_info: dict | None = None) -> It
         yield tmp
         os.replace(tmp, dest)
         if sidecar_info is not None:
-            write_sidecar(dest, {**sidecar_info, "file": _identity(dest)})
+            write_sidecar(dest, {**sidecar_info, "file": file_identity(dest)})
     except FileNotFoundError as exc:
         raise TransientError(f"cannot move {tmp.name} into place as {dest}: the temporary file is gone "
                              "(removed by another process sharing the directory?)") from exc
@@ -100,7 +100,7 @@ def atomic_file(dest: str | os.PathLike, sidecar_info: dict | None = None) -> It
         tmp.unlink(missing_ok=True)
 
 
-def _identity(path: Path) -> dict:
+def file_identity(path: Path) -> dict:
     """What tells this file from another under the same name, cheaply: its size and a hash of its first
     and last 64 KiB (a Parquet footer, the end of a CSV). Not its mtime: copying or touching the data
     directory must not make every file look foreign."""
@@ -126,7 +126,7 @@ def read_sidecar(path: Path) -> dict:
     unreadable one, or one left from another version of the file)."""
     try:
         info = json.loads(sidecar(path).read_text())
-        if "file" in info and info["file"] != _identity(path):   # sidecars of before 0.2 carry no "file"
+        if "file" in info and info["file"] != file_identity(path):   # sidecars of before 0.2 carry no "file"
             return {}
         return info
     except (OSError, ValueError, TypeError):

@@ -65,7 +65,7 @@ class LoadMonth(MonthTask):
                 if info.get("requested") == self.source_version and info.get("version"):
                     return info["version"]
             return self.source_version
-        return convert.requires().local_version() or convert.local_version() or ""
+        return convert.requires()["raw"].local_version() or convert.local_version() or ""
 
     def output(self) -> BlockPostgresTarget:
         update_id = f"{self.dataset}:{self.ym}:{self.table_name}:{self.version()}"

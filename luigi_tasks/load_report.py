@@ -7,6 +7,7 @@ import datetime as dt
 
 import psycopg2
 from psycopg2 import sql
+from psycopg2.extras import Json
 
 from luigi_tasks.blocks import SqlAlchemyConnector
 from luigi_tasks.pg import database_error
@@ -14,15 +15,25 @@ from luigi_tasks.pg import database_error
 LOAD_REPORT = "ingest_loads"
 
 
+# What a month's row says beyond its counts: columns added since the first version are added to an
+# existing report table in place (ALTER TABLE ... ADD COLUMN IF NOT EXISTS).
+_LATER_COLUMNS = (("pickups_without_zone", "bigint"), ("bad_rows", "bigint"), ("unmapped_labels", "jsonb"))
+
+
 def record_load(conn, table: str, dataset: str, month_value: str, report: dict, rows: int) -> None:
     """Inside the load's transaction: the month's row in the load report (read by the status command)."""
+    values = {"table_name": table, "source_month": month_value, "dataset": dataset, "rows": rows,
+              "pickups_outside_month": report.get("pickups_outside_month"), "source_version": report.get("version"),
+              "source_url": report.get("url"), "pickups_without_zone": report.get("pickups_without_zone"),
+              "bad_rows": report.get("bad_rows"), "unmapped_labels": Json(report.get("unmapped_labels") or {})}
+    names = sql.SQL(", ").join(map(sql.Identifier, values))
+    updates = sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(k)) for k in values
+                                 if k not in ("table_name", "source_month"))
     with conn.cursor() as cur:
-        cur.execute(sql.SQL("""INSERT INTO {} VALUES (%s, %s, %s, %s, %s, %s, %s, now())
-            ON CONFLICT (table_name, source_month) DO UPDATE SET dataset = EXCLUDED.dataset, rows = EXCLUDED.rows,
-              pickups_outside_month = EXCLUDED.pickups_outside_month, source_version = EXCLUDED.source_version,
-              source_url = EXCLUDED.source_url, loaded_at = now()""").format(sql.Identifier(LOAD_REPORT)),
-                    (table, month_value, dataset, rows, report.get("pickups_outside_month"),
-                     report.get("version"), report.get("url")))
+        cur.execute(sql.SQL("INSERT INTO {} ({}, loaded_at) VALUES ({}, now()) ON CONFLICT (table_name, source_month) "
+                            "DO UPDATE SET {}, loaded_at = now()").format(
+            sql.Identifier(LOAD_REPORT), names, sql.SQL(", ").join(sql.Placeholder() * len(values)), updates),
+            list(values.values()))
 
 
 def create_report_table(cur) -> None:
@@ -30,6 +41,12 @@ def create_report_table(cur) -> None:
         table_name text, source_month date, dataset text, rows bigint, pickups_outside_month bigint,
         source_version text, source_url text, loaded_at timestamptz NOT NULL DEFAULT now(),
         PRIMARY KEY (table_name, source_month))""").format(sql.Identifier(LOAD_REPORT)))
+    cur.execute("SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0", (LOAD_REPORT,))
+    present = {r[0] for r in cur.fetchall()}
+    for name, pg_type in _LATER_COLUMNS:   # altered only when missing: a loader need not own the table
+        if name not in present:
+            cur.execute(sql.SQL("ALTER TABLE {} ADD COLUMN {} " + pg_type)
+                        .format(sql.Identifier(LOAD_REPORT), sql.Identifier(name)))
 
 
 def loaded_months(block: SqlAlchemyConnector, table: str, marker_table: str = "table_updates") -> dict[str, dict]:
@@ -43,7 +60,8 @@ def loaded_months(block: SqlAlchemyConnector, table: str, marker_table: str = "t
             if report is None or markers is None:
                 return {}
             cur.execute(sql.SQL("""SELECT to_char(r.source_month, 'YYYY-MM'), r.rows, r.pickups_outside_month,
-                                          r.loaded_at, r.source_version, r.source_url
+                                          r.loaded_at, r.source_version, r.source_url, r.pickups_without_zone,
+                                          r.bad_rows, r.unmapped_labels
                                    FROM {} r WHERE r.table_name = %s AND EXISTS (
                                      SELECT 1 FROM {} m WHERE starts_with(m.update_id, r.dataset || ':' ||
                                        to_char(r.source_month, 'YYYY-MM') || ':' || r.table_name || ':'))
@@ -51,8 +69,9 @@ def loaded_months(block: SqlAlchemyConnector, table: str, marker_table: str = "t
                         .format(sql.Identifier(LOAD_REPORT), sql.Identifier(marker_table)), (table,))
             return {m: {"month": m, "rows": rows, "pickups_outside_month": outside,
                         "loaded_at": loaded.isoformat(timespec="seconds"), "source_version": version,
-                        "source_url": url}
-                    for m, rows, outside, loaded, version, url in cur.fetchall()}
+                        "source_url": url, "pickups_without_zone": without_zone, "bad_rows": bad,
+                        "unmapped_labels": unmapped or {}}
+                    for m, rows, outside, loaded, version, url, without_zone, bad, unmapped in cur.fetchall()}
     except psycopg2.Error as exc:
         raise database_error(f"cannot read {LOAD_REPORT}", exc) from exc
     finally:

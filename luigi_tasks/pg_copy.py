@@ -187,6 +187,14 @@ def _ensure_parent(cur, table: tuple[str, ...], dataset: str) -> None:
     elif row[0] != "p":
         raise ConfigError(f"table {'.'.join(table)} exists but is not partitioned by source_month; "
                           "rename it or choose another table with --LoadMonth-table")
+    else:   # an existing table gains the columns added since it was created, in place (NULL in old months)
+        cur.execute("SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 "
+                    "AND NOT attisdropped", (sql.Identifier(*table).as_string(cur.connection),))
+        present = {r[0] for r in cur.fetchall()}
+        for c in schema.columns(dataset):
+            if c.name not in present:
+                cur.execute(sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
+                    sql.Identifier(*table), sql.Identifier(c.name), sql.SQL(c.pg_type)))
 
 
 def _partitions_for(cur, table: tuple[str, ...], month_value: str) -> list[tuple[str, str]]:

@@ -20,6 +20,9 @@ class Column:
     name: str          # PostgreSQL name: lower-case snake_case, never needs quoting
     pg_type: str
     sources: tuple[str, ...]
+    labels: str | None = None               # text in the file -> a code (luigi_tasks.labels), e.g. payment
+    flag: bool = False                      # a number in the file (1/0) -> 'Y'/'N'
+    geo: tuple[str, str] | None = None      # no column in the file: the zone of these (lon, lat) columns
 
     @property
     def arrow_type(self):
@@ -29,37 +32,48 @@ class Column:
         return pa.timestamp("us") if kind == "timestamp" else getattr(pa, kind)()
 
 
-def _col(name: str, pg_type: str, *sources: str) -> Column:
+def _col(name: str, pg_type: str, *sources: str, labels: str | None = None, flag: bool = False,
+         geo: tuple[str, str] | None = None) -> Column:
     if pg_type not in _ARROW_TYPES:
         raise ValueError(f"no Arrow type for {pg_type}")
-    return Column(name, pg_type, tuple(sources) or (name,))
+    return Column(name, pg_type, tuple(sources) or (name,), labels, flag, geo)
 
 
 SOURCE_MONTH = _col("source_month", "date")
 
+# Yellow from 2011 on names zones; 2009 (vendor_name, Trip_Pickup_DateTime, Start_Lon, ..., Total_Amt) and
+# 2010 (vendor_id as text, pickup_datetime, pickup_longitude, rate_code, surcharge, ...) name coordinates,
+# write timestamps as text and payments and vendors as labels: every spelling lands in the same column.
 YELLOW = (
-    _col("vendor_id", "integer", "VendorID"),
-    _col("tpep_pickup_datetime", "timestamp"),
-    _col("tpep_dropoff_datetime", "timestamp"),
+    _col("vendor_id", "integer", "VendorID", "vendor_id", "vendor_name", labels="vendor"),
+    _col("tpep_pickup_datetime", "timestamp", "tpep_pickup_datetime", "Trip_Pickup_DateTime", "pickup_datetime"),
+    _col("tpep_dropoff_datetime", "timestamp", "tpep_dropoff_datetime", "Trip_Dropoff_DateTime", "dropoff_datetime"),
     # passenger_count and RatecodeID arrive as double (nulls) or int64 by year; the
     # values are whole numbers, so an integer column absorbs both spellings.
     _col("passenger_count", "integer"),
     _col("trip_distance", "double precision"),
-    _col("ratecode_id", "integer", "RatecodeID"),
-    _col("store_and_fwd_flag", "text"),
-    _col("pu_location_id", "integer", "PULocationID"),
-    _col("do_location_id", "integer", "DOLocationID"),
-    _col("payment_type", "integer"),
-    _col("fare_amount", "double precision"),
-    _col("extra", "double precision"),
+    _col("ratecode_id", "integer", "RatecodeID", "Rate_Code", "rate_code"),
+    _col("store_and_fwd_flag", "text", "store_and_fwd_flag", "store_and_forward", flag=True),
+    _col("pu_location_id", "integer", "PULocationID", geo=("pickup_longitude", "pickup_latitude")),
+    _col("do_location_id", "integer", "DOLocationID", geo=("dropoff_longitude", "dropoff_latitude")),
+    _col("payment_type", "integer", labels="payment"),
+    _col("fare_amount", "double precision", "fare_amount", "Fare_Amt"),
+    _col("extra", "double precision", "extra", "surcharge"),
     _col("mta_tax", "double precision"),
-    _col("tip_amount", "double precision"),
-    _col("tolls_amount", "double precision"),
+    _col("tip_amount", "double precision", "tip_amount", "Tip_Amt"),
+    _col("tolls_amount", "double precision", "tolls_amount", "Tolls_Amt"),
     _col("improvement_surcharge", "double precision"),
-    _col("total_amount", "double precision"),
+    _col("total_amount", "double precision", "total_amount", "Total_Amt"),
     _col("congestion_surcharge", "double precision"),
     _col("airport_fee", "double precision", "airport_fee", "Airport_fee"),
     _col("cbd_congestion_fee", "double precision"),
+    # 2009-2010 only (NULL later): where the trip started and ended, and the vendor as the file names it
+    # (DDS, Digital Dispatch Systems, has no modern code: its vendor_id is NULL and its name is here).
+    _col("pickup_longitude", "double precision", "pickup_longitude", "Start_Lon"),
+    _col("pickup_latitude", "double precision", "pickup_latitude", "Start_Lat"),
+    _col("dropoff_longitude", "double precision", "dropoff_longitude", "End_Lon"),
+    _col("dropoff_latitude", "double precision", "dropoff_latitude", "End_Lat"),
+    _col("vendor_name", "text", "vendor_name", "vendor_id"),
 )
 
 GREEN = (
@@ -139,13 +153,17 @@ DATASETS: tuple[str, ...] = tuple(TABLES)
 PICKUP: dict[str, str] = {"yellow": "tpep_pickup_datetime", "green": "lpep_pickup_datetime",
                           "fhv": "pickup_datetime", "fhvhv": "pickup_datetime"}
 
-# Columns a file must have to be loadable at all: without them a row means nothing.
+# Columns a file must have to be loadable at all: without them a row means nothing (a zone column is
+# there when its coordinates are).
 REQUIRED: dict[str, tuple[str, ...]] = {
     "yellow": ("tpep_pickup_datetime", "tpep_dropoff_datetime", "pu_location_id", "do_location_id"),
     "green": ("lpep_pickup_datetime", "lpep_dropoff_datetime", "pu_location_id", "do_location_id"),
     "fhv": ("dispatching_base_num", "pickup_datetime"),
     "fhvhv": ("hvfhs_license_num", "pickup_datetime", "dropoff_datetime"),
 }
+
+# pandas' index columns, left in some published files by their conversion: not data, ignored.
+IGNORED_PREFIX = "__index_level_"
 
 # The first month each dataset was published (the TLC's own trip-record page).
 FIRST_MONTH: dict[str, str] = {"yellow": "2009-01", "green": "2013-08", "fhv": "2015-01", "fhvhv": "2019-02"}

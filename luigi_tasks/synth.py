@@ -26,9 +26,28 @@ _MONEY = ("fare_amount", "extra", "mta_tax", "tip_amount", "tolls_amount",
           "improvement_surcharge", "total_amount", "congestion_surcharge")
 
 
+_LEGACY_2009 = [("vendor_name", pa.string()), ("Trip_Pickup_DateTime", pa.string()),
+                ("Trip_Dropoff_DateTime", pa.string()), ("Passenger_Count", pa.int64()),
+                ("Trip_Distance", pa.float64()),
+                ("Start_Lon", pa.float64()), ("Start_Lat", pa.float64()), ("Rate_Code", pa.float64()),
+                ("store_and_forward", pa.float64()), ("End_Lon", pa.float64()), ("End_Lat", pa.float64()),
+                ("Payment_Type", pa.string()), ("Fare_Amt", pa.float64()), ("surcharge", pa.float64()),
+                ("mta_tax", pa.float64()), ("Tip_Amt", pa.float64()), ("Tolls_Amt", pa.float64()),
+                ("Total_Amt", pa.float64())]
+_LEGACY_2010 = [("vendor_id", pa.string()), ("pickup_datetime", pa.string()), ("dropoff_datetime", pa.string()),
+                ("passenger_count", pa.int64()), ("trip_distance", pa.float64()), ("pickup_longitude", pa.float64()),
+                ("pickup_latitude", pa.float64()), ("rate_code", pa.float64()), ("store_and_fwd_flag", pa.float64()),
+                ("dropoff_longitude", pa.float64()), ("dropoff_latitude", pa.float64()), ("payment_type", pa.string()),
+                ("fare_amount", pa.float64()), ("surcharge", pa.float64()), ("mta_tax", pa.float64()),
+                ("tip_amount", pa.float64()), ("tolls_amount", pa.float64()), ("total_amount", pa.float64())]
+
+
 def yellow_schema(month: str) -> pa.Schema:
-    """The Arrow schema pyarrow reports for a real yellow file of ``month`` (YYYY-MM)."""
+    """The Arrow schema pyarrow reports for a real yellow file of ``month`` (YYYY-MM): the 2009 and 2010
+    layouts (coordinates, text timestamps and labels), then the zone layout with its drift by year."""
     year = int(month[:4])
+    if year <= 2010:
+        return pa.schema(_LEGACY_2009 if year == 2009 else _LEGACY_2010)
     id_type = pa.int32() if year >= 2024 else pa.int64()
     meta_type = pa.int64() if year >= 2024 else pa.float64()
     fields = [
@@ -52,28 +71,37 @@ def yellow_schema(month: str) -> pa.Schema:
 
 
 def green_schema(month: str) -> pa.Schema:
-    """The Arrow schema of a real green file of ``month``."""
+    """The Arrow schema of a real green file of ``month``: ehail_fee is never filled (typed null in most
+    months), improvement_surcharge appears in 2015 and congestion_surcharge in 2019."""
     year = int(month[:4])
     id_type = pa.int32() if year >= 2024 else pa.int64()
     meta_type = pa.int64() if year >= 2024 else pa.float64()
+    money = [n for n in ("fare_amount", "extra", "mta_tax", "tip_amount", "tolls_amount", "ehail_fee",
+                         "improvement_surcharge", "total_amount") if year >= 2015 or n != "improvement_surcharge"]
     fields = [("VendorID", id_type), ("lpep_pickup_datetime", pa.timestamp("us")),
               ("lpep_dropoff_datetime", pa.timestamp("us")), ("store_and_fwd_flag", pa.string()),
               ("RatecodeID", meta_type), ("PULocationID", id_type), ("DOLocationID", id_type),
               ("passenger_count", meta_type), ("trip_distance", pa.float64()),
-              *[(n, pa.float64()) for n in ("fare_amount", "extra", "mta_tax", "tip_amount", "tolls_amount",
-                                             "ehail_fee", "improvement_surcharge", "total_amount")],
-              ("payment_type", meta_type), ("trip_type", meta_type), ("congestion_surcharge", pa.float64())]
+              *[(n, pa.null() if n == "ehail_fee" else pa.float64()) for n in money],
+              ("payment_type", meta_type), ("trip_type", meta_type)]
+    if year >= 2019:
+        fields.append(("congestion_surcharge", pa.float64()))
     if year >= 2025:
         fields.append(("cbd_congestion_fee", pa.float64()))
     return pa.schema(fields)
 
 
 def fhv_schema(month: str) -> pa.Schema:
-    """The Arrow schema of a real fhv file: note dropOff_datetime and PUlocationID (lower-case l)."""
+    """The Arrow schema of a real fhv file: note dropOff_datetime and PUlocationID (lower-case l). The early
+    files (2015-2016) record only the pickup: their drop-off, DOlocationID, SR_Flag and affiliated base
+    columns have no value and are typed null; SR_Flag (shared rides) is filled from 2018."""
+    year = int(month[:4])
+    early, unshared = year <= 2016, year <= 2017
     return pa.schema([("dispatching_base_num", pa.string()), ("pickup_datetime", pa.timestamp("us")),
-                      ("dropOff_datetime", pa.timestamp("us")), ("PUlocationID", pa.float64()),
-                      ("DOlocationID", pa.float64()), ("SR_Flag", pa.float64()),
-                      ("Affiliated_base_number", pa.string())])
+                      ("dropOff_datetime", pa.null() if early else pa.timestamp("us")),
+                      ("PUlocationID", pa.float64()), ("DOlocationID", pa.null() if early else pa.float64()),
+                      ("SR_Flag", pa.null() if unshared else pa.float64()),
+                      ("Affiliated_base_number", pa.null() if early else pa.string())])
 
 
 def fhvhv_schema(month: str) -> pa.Schema:
@@ -150,7 +178,8 @@ def _generic_chunk(rng: np.random.Generator, n: int, month: str, schema: pa.Sche
             if name in ("congestion_surcharge", "airport_fee", "cbd_congestion_fee"):
                 masks[field.name] = no_meta
         values[field.name] = v
-    arrays = [pa.array(values[f.name], mask=masks.get(f.name)).cast(f.type) for f in schema]
+    arrays = [pa.nulls(n) if pa.types.is_null(f.type) else pa.array(values[f.name], mask=masks.get(f.name)).cast(f.type)
+              for f in schema]
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
@@ -231,6 +260,68 @@ def _yellow_chunk(rng: np.random.Generator, n: int, month: str, schema: pa.Schem
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
+# Where 2009-2010 trips start and end: busy places (lon, lat) and how often; a trip lands near one.
+_HOTSPOTS = np.array([(-73.9855, 40.7580), (-74.0090, 40.7130), (-73.9595, 40.7736), (-73.9754, 40.7870),
+                      (-74.0000, 40.7460), (-73.9900, 40.7300), (-73.7781, 40.6413), (-73.8740, 40.7769),
+                      (-73.9570, 40.7081), (-73.9442, 40.8081)])
+_HOTSPOT_WEIGHTS = np.array([.22, .14, .14, .12, .12, .12, .04, .04, .03, .03])
+_PAYMENT_2009 = (["CASH", "Cash", "CREDIT", "Credit", "No Charge", "Dispute", "Other"],
+                 [.36, .25, .2, .16, .02, .0095, .0005])   # "Other": a label nobody has seen, rarely
+_PAYMENT_2010 = (["CAS", "Cas", "CRD", "Cre", "CSH", "NOC", "No ", "DIS", "UNK"],
+                 [.4, .15, .25, .1, .05, .02, .01, .01, .01])
+
+
+def _coordinates(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """WGS84 points around busy places, with the real files' oddities: 0/0 (no fix, ~1.5%) and a few
+    absurd values (a dropped minus sign, a misplaced decimal point)."""
+    spot = _HOTSPOTS[rng.choice(len(_HOTSPOTS), n, p=_HOTSPOT_WEIGHTS)]
+    lon = np.round(spot[:, 0] + rng.normal(0, 0.006, n), 6)
+    lat = np.round(spot[:, 1] + rng.normal(0, 0.005, n), 6)
+    zero = rng.random(n) < 0.015
+    lon[zero], lat[zero] = 0.0, 0.0
+    odd = rng.random(n) < 0.0005
+    lon[odd] = -lon[odd]
+    lat[odd & (rng.random(n) < 0.5)] *= 10
+    return lon, lat
+
+
+def _legacy_yellow_chunk(rng: np.random.Generator, n: int, month: str, schema: pa.Schema) -> pa.RecordBatch:
+    """A 2009 or 2010 yellow batch: text timestamps, coordinates, payment and vendor labels."""
+    year = int(month[:4])
+    pickup = _pickups(rng, n, month)
+    duration_s = np.clip(rng.lognormal(6.4, 0.7, n), 0, 86_000).astype("int64")
+    dropoff = pickup + (duration_s * 1_000_000).astype("timedelta64[us]")
+    distance = np.round(rng.lognormal(0.6, 0.9, n), 2)
+    distance[rng.random(n) < 0.01] = 0.0
+    fare = np.round(2.5 + distance.clip(0, 100) * 2.0, 1)
+    surcharge = rng.choice([0.0, 0.5, 1.0], n, p=[.6, .3, .1])
+    early = year == 2009 and int(month[5:]) < 3          # mta_tax began in March 2009
+    mta = np.full(n, 0.5)
+    labels, weights = _PAYMENT_2009 if year == 2009 else _PAYMENT_2010
+    payment = rng.choice(np.array(labels, dtype=object), n, p=weights)
+    credit = np.isin(payment, [lab for lab in labels if lab.upper().startswith("CR")])
+    tip = np.where(credit, np.round(fare * rng.uniform(0.1, 0.25, n), 2), 0.0)
+    tolls = np.where(rng.random(n) < 0.03, 4.15, 0.0)
+    total = np.round(fare + surcharge + np.where(early, 0.0, mta) + tip + tolls, 2)
+    plon, plat = _coordinates(rng, n)
+    dlon, dlat = _coordinates(rng, n)
+    text = lambda t: np.datetime_as_string(t.astype("datetime64[s]"), unit="s").astype(object)  # noqa: E731
+    vendors = rng.choice(np.array(["VTS", "CMT", "DDS"], dtype=object), n, p=[.5, .45, .05])
+    sparse = rng.random(n) < 0.95                          # Rate_Code and store_and_forward: mostly empty
+    values = {
+        "vendor": vendors, "pickup": np.char.replace(text(pickup).astype(str), "T", " ").astype(object),
+        "dropoff": np.char.replace(text(dropoff).astype(str), "T", " ").astype(object),
+        "passengers": rng.choice([1, 2, 3, 4, 5, 6], n, p=[.7, .15, .05, .03, .05, .02]),
+        "distance": distance, "plon": plon, "plat": plat, "rate": np.ones(n),
+        "flag": rng.choice([0.0, 1.0], n, p=[.98, .02]), "dlon": dlon, "dlat": dlat, "payment": payment,
+        "fare": fare, "surcharge": surcharge, "mta": mta, "tip": tip, "tolls": tolls, "total": total,
+    }
+    masks = {"rate": sparse, "flag": sparse, "mta": np.full(n, early)}
+    keys = list(values)
+    arrays = [pa.array(values[k], mask=masks.get(k)).cast(f.type) for k, f in zip(keys, schema, strict=True)]
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
 _ZONE_WEIGHTS: np.ndarray | None = None
 
 
@@ -246,21 +337,46 @@ def _zone_weights() -> np.ndarray:
 
 
 def write_month(path: str | Path, month: str = "2022-01", rows: int = 10_000, seed: int = 0,
-                dataset: str = "yellow", row_group_rows: int = 122_880) -> Path:
-    """Write a TLC-shaped ``dataset`` file for ``month`` with exactly ``rows`` rows."""
+                dataset: str = "yellow", row_group_rows: int = 122_880, index_column: bool = False,
+                null_columns: tuple[str, ...] = (), bad_timestamps: int = 0) -> Path:
+    """Write a TLC-shaped ``dataset`` file for ``month`` with exactly ``rows`` rows.
+
+    Oddities of some published files, on request: ``index_column`` adds pandas' ``__index_level_0__``;
+    ``null_columns`` are typed null (a month with no value in them); ``bad_timestamps`` pickup times of a
+    2009-2010 file are unparseable text.
+    """
     if dataset not in SCHEMAS:
         raise ValueError(f"synth: unknown dataset {dataset!r}; known: {', '.join(SCHEMAS)}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    schema = SCHEMAS[dataset](month)
-    chunk = _yellow_chunk if dataset == "yellow" else _generic_chunk
+    base = SCHEMAS[dataset](month)
+    schema = pa.schema([(f.name, pa.null() if f.name in null_columns else f.type) for f in base]
+                       + ([("__index_level_0__", pa.int64())] if index_column else []))
+    legacy = dataset == "yellow" and month < "2011"
+    chunk = _legacy_yellow_chunk if legacy else _yellow_chunk if dataset == "yellow" else _generic_chunk
     rng = np.random.default_rng(seed)
+    bad_rows = set(rng.choice(rows, min(bad_timestamps, rows), replace=False).tolist()) if bad_timestamps else set()
     with pq.ParquetWriter(path, schema, compression="zstd") as writer:
-        remaining = rows
-        while remaining > 0:
-            n = min(CHUNK_ROWS, remaining)
-            writer.write_batch(chunk(rng, n, month, schema), row_group_size=row_group_rows)
-            remaining -= n
+        done = 0
+        while done < rows:
+            n = min(CHUNK_ROWS, rows - done)
+            batch = chunk(rng, n, month, base)
+            columns = {f.name: batch.column(i) for i, f in enumerate(base)}
+            for name in null_columns:
+                columns[name] = pa.nulls(n)
+            if bad_rows and legacy:
+                pickup_name = base.names[1]
+                local = [r - done for r in bad_rows if done <= r < done + n]
+                if local:
+                    values = columns[pickup_name].to_pylist()
+                    for r in local:
+                        values[r] = f"{month}-32 25:61:00"      # a day and a time that do not exist
+                    columns[pickup_name] = pa.array(values, pa.string())
+            if index_column:
+                columns["__index_level_0__"] = pa.array(np.arange(done, done + n))
+            writer.write_batch(pa.RecordBatch.from_arrays([columns[f.name] for f in schema], schema=schema),
+                               row_group_size=row_group_rows)
+            done += n
     return path
 
 

@@ -1,6 +1,8 @@
-"""The taxi zone lookup (LocationID -> borough, zone), so trips can be joined to places.
+"""The taxi zones: the lookup (LocationID -> borough, zone), so trips can be joined to places, and the
+shapefile, so 2009-2010 trips, which give coordinates, can be placed in zones.
 
     luigi --module luigi_tasks LoadZones --local-scheduler
+    luigi --module luigi_tasks DownloadZoneShapes --local-scheduler
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from luigi_tasks.pg_target import BlockPostgresTarget, parse_table_name
 from luigi_tasks.sources import fetch, reject_error_page
 
 DEFAULT_ZONES_URL = "https://d37ci6vzurychx.cloudfront.net/misc/taxi+_zone_lookup.csv"
+DEFAULT_SHAPES_URL = "https://d37ci6vzurychx.cloudfront.net/misc/taxi_zones.zip"
 HEADER = ["LocationID", "Borough", "Zone", "service_zone"]
 
 
@@ -50,6 +53,29 @@ class DownloadZones(Fetching, PipelineTask):
     def run(self) -> None:
         info = fetch(self.url, Path(self.output().path), stall_timeout=self.stall_seconds(), validate=validate_zones)
         self.set_status_message(f"{info['rows']} zones, version {info['version']}")
+
+
+def validate_shapes(path: Path, source: str) -> int:
+    """A readable zone shapefile (zip) with LocationIDs in EPSG:2263; returns its zone count."""
+    from luigi_tasks.zone_index import read_zones  # shapely and pyproj: only when shapes are fetched
+
+    reject_error_page(path, source, "the zone shapefile (zip)")
+    return len(read_zones(path)[0])
+
+
+class DownloadZoneShapes(Fetching, PipelineTask):
+    """Download the TLC's taxi zone shapefile (a zip) into ``{data_dir}/raw/misc/``; 2009-2010 yellow
+    months need it to place their coordinates in zones."""
+
+    url = luigi.Parameter(default=DEFAULT_SHAPES_URL, description="the TLC's taxi zone shapefile (zip)")
+    name_template = "Download taxi zone shapes"
+
+    def output(self) -> SidecarTarget:
+        return SidecarTarget(str(data_path("raw", "misc", "taxi_zones.zip")))
+
+    def run(self) -> None:
+        info = fetch(self.url, Path(self.output().path), stall_timeout=self.stall_seconds(), validate=validate_shapes)
+        self.set_status_message(f"{info['rows']} zone shapes, version {info['version']}")
 
 
 class LoadZones(PipelineTask):

@@ -71,9 +71,22 @@ def test_missing_required_column_is_named(tmp_path):
 
 def test_incompatible_type_is_named(tmp_path):
     src = _rewrite(tmp_path, lambda t: t.set_column(
-        t.schema.get_field_index("trip_distance"), "trip_distance", pa.array(["far"] * 50)))
-    with pytest.raises(IngestError, match=r"column trip_distance has type string, expected .*double precision"):
+        t.schema.get_field_index("trip_distance"), "trip_distance", pa.array([b"far"] * 50, pa.binary())))
+    with pytest.raises(IngestError, match=r"column trip_distance has type binary, expected .*double precision"):
         convert(tmp_path, src)
+
+
+def test_text_where_a_number_belongs_fails_with_the_row_unless_skipped(tmp_path):
+    values = [str(i / 10) for i in range(50)]
+    values[37] = "far"
+    src = _rewrite(tmp_path, lambda t: t.set_column(
+        t.schema.get_field_index("trip_distance"), "trip_distance", pa.array(values)))
+    with pytest.raises(IngestError, match=r"row 38: column trip_distance has 'far', not a number"):
+        convert(tmp_path, src)
+    rows, lines = convert(tmp_path, src, bad_rows="skip")
+    assert rows == len(lines) == 49
+    assert sorted(float(line[NAMES.index("trip_distance")]) for line in lines) == \
+        sorted(float(v) for v in values if v != "far")
 
 
 def test_fractional_value_in_integer_column_fails_instead_of_rounding(tmp_path):

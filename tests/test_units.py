@@ -201,8 +201,9 @@ def _yellow(**changes) -> pa.Schema:
 
 def test_plan_maps_spellings_case_insensitively_and_absent_columns_to_null():
     plan = plan_columns(_yellow(), "yellow", "label")
-    assert plan["airport_fee"] == "Airport_fee" and plan["vendor_id"] == "VendorID"
-    assert plan["cbd_congestion_fee"] is None and plan["tip_amount"] is None
+    assert plan["airport_fee"].name == "Airport_fee" and plan["vendor_id"].name == "VendorID"
+    assert plan["vendor_id"].kind == "cast" and plan["tpep_pickup_datetime"].kind == "timestamp"
+    assert plan["cbd_congestion_fee"].kind == "null" and plan["tip_amount"].name is None
     assert "source_month" not in plan
 
 
@@ -211,9 +212,26 @@ def test_plan_refuses_missing_required_unknown_and_incompatible_columns():
         plan_columns(_yellow(PULocationID=None), "yellow", "label")
     with pytest.raises(PermanentError, match=r"unknown column surprise \(type string\)"):
         plan_columns(_yellow(surprise=pa.string()), "yellow", "label")
-    assert "surprise" not in plan_columns(_yellow(surprise=pa.string()), "yellow", "x", drop_unknown=True).values()
-    with pytest.raises(PermanentError, match="column passenger_count has type string"):
-        plan_columns(_yellow(passenger_count=pa.string()), "yellow", "label")
+    assert "surprise" not in {s.name for s in plan_columns(_yellow(surprise=pa.string()), "yellow", "x",
+                                                           drop_unknown=True).values()}
+    with pytest.raises(PermanentError, match="column passenger_count has type binary"):
+        plan_columns(_yellow(passenger_count=pa.binary()), "yellow", "label")
+
+
+def test_plan_for_the_2009_layout_and_file_oddities():
+    schema_2009 = pa.schema([("vendor_name", pa.string()), ("Trip_Pickup_DateTime", pa.string()),
+                             ("Trip_Dropoff_DateTime", pa.string()), ("Passenger_Count", pa.int64()),
+                             ("Start_Lon", pa.float64()), ("Start_Lat", pa.float64()), ("End_Lon", pa.float64()),
+                             ("End_Lat", pa.float64()), ("Rate_Code", pa.null()), ("store_and_forward", pa.float64()),
+                             ("Payment_Type", pa.string()), ("surcharge", pa.float64()), ("Total_Amt", pa.float64()),
+                             ("__index_level_0__", pa.int64())])
+    plan = plan_columns(schema_2009, "yellow", "label")
+    assert plan["vendor_id"] == plan["vendor_id"].__class__("vendor_name", "labels")
+    assert plan["vendor_name"].name == "vendor_name" and plan["vendor_name"].kind == "cast"
+    assert plan["tpep_pickup_datetime"].kind == "text_timestamp" and plan["payment_type"].kind == "labels"
+    assert plan["pu_location_id"].kind == "zone" and plan["do_location_id"].kind == "zone"
+    assert plan["extra"].name == "surcharge" and plan["store_and_fwd_flag"].kind == "flag"
+    assert plan["ratecode_id"].kind == "cast"                               # typed null: a month without it
 
 
 def test_every_table_ends_with_source_month_and_requires_its_own_columns():
