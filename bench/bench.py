@@ -99,8 +99,11 @@ class Bench:
     def command(self, contender: str, src: Path) -> tuple[list[str], callable]:
         """The contender's command line and what must happen before it runs."""
         def fresh():
+            # Empty targets for the month. The zone shapefile and its grid (2009-2010) are fetched and built
+            # once per data directory, not per month: they are kept, as a backfill keeps them.
             self.reset_table()
-            shutil.rmtree(self.data_dir, ignore_errors=True)
+            for kind in ("raw", "csv"):
+                shutil.rmtree(self.data_dir / kind / self.dataset, ignore_errors=True)
 
         if contender in ("naive", "handwritten"):
             return ([sys.executable, str(ROOT / "bench" / "contenders.py"), contender, str(src), self.dsn,
@@ -160,7 +163,7 @@ def stage_seconds(log: str) -> dict[str, float]:
     """Seconds per luigi task, from the 'running'/'done' log lines."""
     stamps: dict[str, dict[str, dt.datetime]] = {}
     for line in log.splitlines():
-        m = re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*\) (running|done)\s+(\w+) ", line)
+        m = re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*: (running|done)\s+(\w+) ", line)
         if m:
             when = dt.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f")
             stamps.setdefault(m.group(3), {})[m.group(2)] = when

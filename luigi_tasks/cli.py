@@ -18,7 +18,7 @@ BAD_ARGUMENTS = 40
 FAILED = 2
 
 # name -> module in luigi_tasks.commands (its HELP is the one-line description)
-COMMANDS = ("status", "runs", "cron", "notify", "blocks", "db", "scheduler")
+COMMANDS = ("status", "runs", "cron", "notify", "disk", "blocks", "db", "scheduler")
 
 
 def cli_main(run: Callable[[], int]) -> int:

@@ -33,6 +33,9 @@ class pipeline(luigi.Config):  # noqa: N801 - the class name is the luigi.cfg se
     data_dir = luigi.Parameter(default="data", description="where raw Parquet and CSV files are kept")
     blocks = luigi.Parameter(default="config/blocks.yaml",
                              description="the block registry ($LUIGI_TASKS_BLOCKS overrides it)")
+    keep = luigi.ChoiceParameter(choices=["all", "raw", "none"], var_type=str, default="raw",
+                                 description="files kept once a month is loaded: all, raw (the Parquet file), none")
+    disk_reserve = luigi.Parameter(default="100 MB", description="free space a download or conversion must leave")
     log_prints = luigi.BoolParameter(default=True, parsing=luigi.BoolParameter.EXPLICIT_PARSING,
                                      description="send print() inside a task's run() to the log (Prefect)")
 
@@ -78,6 +81,18 @@ def cron_window(lag: int | None = None, catch_up: int | None = None,
     return window(dt.date.today(), cfg.lag_months if lag is None else lag,
                   cfg.catch_up_months if catch_up is None else catch_up,
                   parse_month(since, "[cron] since") if since else None)
+
+
+_SIZE_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+               "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_size(text: str, what: str = "disk_reserve") -> int:
+    """``"100 MB"``, ``"2 GiB"``, ``"0"`` -> bytes."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*", (text or "").lower())
+    if not match or (match.group(2) or "b") not in _SIZE_UNITS:
+        raise ConfigError(f"invalid {what} {text!r}: use e.g. '100 MB', '2 GB', '0'")
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2) or "b"])
 
 
 def data_path(*parts: str) -> Path:

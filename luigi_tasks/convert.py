@@ -8,8 +8,9 @@ from pathlib import Path
 import luigi
 
 from luigi_tasks.base import MonthTask
+from luigi_tasks.config import parse_size, pipeline
 from luigi_tasks.download import DownloadMonth, satisfies
-from luigi_tasks.files import SidecarTarget, read_sidecar
+from luigi_tasks.files import SidecarTarget, check_space, read_sidecar
 from luigi_tasks.progress import Progress
 from luigi_tasks.zones import DownloadZoneShapes
 
@@ -53,7 +54,7 @@ class ParquetToCsv(MonthTask):
             return
         # Imported here: pyarrow is only needed once a month is converted, and the package
         # (imported by every `python -m luigi_tasks` command) starts faster without it.
-        from luigi_tasks.parquet_csv import parquet_to_csv
+        from luigi_tasks.parquet_csv import estimate_csv_bytes, parquet_to_csv
 
         zones = None
         if "zones" in self.input():
@@ -62,6 +63,8 @@ class ParquetToCsv(MonthTask):
             zones = ZoneIndex.load(Path(self.input()["zones"].path))
         progress = Progress(self, f"{self}", None, "rows")
         raw = self.raw_path()
+        check_space(self.csv_path().parent, estimate_csv_bytes(raw, self.dataset), f"{self} (the CSV file)",
+                    parse_size(pipeline().disk_reserve))
         rows = parquet_to_csv(raw, self.csv_path(), self.dataset, self.month, self.drop_unknown_columns,
                               progress, sidecar_info=read_sidecar(raw), threads=self.threads, zones=zones,
                               bad_rows=self.bad_rows)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import luigi
 
 from luigi_tasks.base import Fetching, MonthTask
-from luigi_tasks.files import SidecarTarget, read_sidecar
+from luigi_tasks.config import parse_size, pipeline
+from luigi_tasks.files import SidecarTarget, check_space, read_sidecar
 from luigi_tasks.progress import Progress
 from luigi_tasks.sources import RemoteFile, fetch
 
@@ -63,7 +64,10 @@ class DownloadMonth(Fetching, MonthTask):
         # Asked for a version (--refresh), the source may serve another one (another CDN edge): what was
         # fetched is what counts, noted as the answer to what was asked.
         note = {"requested": self.source_version} if self.source_version else None
-        info = fetch(self.url, self.raw_path(), progress, self.stall_seconds(), note=note)
+        raw = self.raw_path()
+        reserve = parse_size(pipeline().disk_reserve)
+        info = fetch(self.url, raw, progress, self.stall_seconds(), note=note,
+                     room=lambda size: check_space(raw.parent, size, f"{self} (the Parquet file)", reserve))
         progress.finish()
         self.set_status_message(f"{self}: {info['bytes']:,} bytes, {info['rows']:,} rows, "
                                 f"version {info['version']}")

@@ -6,6 +6,7 @@ import errno
 import hashlib
 import json
 import os
+import shutil
 import socket
 import time
 from collections.abc import Iterator
@@ -26,6 +27,28 @@ def write_error(exc: OSError, path: Path) -> IngestError | None:
         hint = " (disk full or a file size limit)" if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT) else ""
         return PermanentError(f"cannot write {path}: {exc.strerror}{hint}")
     return None
+
+
+def human_size(n: float) -> str:
+    """Bytes for a person: 1,234 bytes, 38.1 MB, 1.7 GB (decimal units, as disks are sold)."""
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
+        n /= 1000
+    return f"{n:,.1f} TB"
+
+
+def check_space(directory: Path, need: int, what: str, reserve: int = 0) -> None:
+    """Fail at once, in one line, when ``directory`` lacks ``need`` bytes (plus ``reserve`` left free),
+    rather than fill the disk and fail half-way."""
+    probe = directory
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if free - need < reserve:
+        kept = f" and {human_size(reserve)} kept free ([pipeline] disk_reserve)" if reserve else ""
+        raise PermanentError(f"not enough disk space in {directory} for {what}: it needs about {human_size(need)}"
+                             f"{kept}; {human_size(free)} free")
 
 
 def pid_alive(pid: int) -> bool:

@@ -9,15 +9,18 @@ failed or killed load leaves the table as it was (``luigi_tasks.pg_copy``).
 """
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
+
 import luigi
 import psycopg2
 
 from luigi_tasks.base import MonthTask, made_by_this_process
 from luigi_tasks.blocks import SqlAlchemyConnector
-from luigi_tasks.config import DEFAULT_BLOCK, parse_duration
+from luigi_tasks.config import DEFAULT_BLOCK, parse_duration, pipeline
 from luigi_tasks.convert import ParquetToCsv
 from luigi_tasks.errors import PermanentError
-from luigi_tasks.files import read_sidecar
+from luigi_tasks.files import human_size, read_sidecar, sidecar
 from luigi_tasks.load_report import record_load
 from luigi_tasks.pg import database_error, session_timeouts
 from luigi_tasks.pg_copy import MonthLoad, copy_month, prepare_tables
@@ -71,6 +74,17 @@ class LoadMonth(MonthTask):
         update_id = f"{self.dataset}:{self.ym}:{self.table_name}:{self.version()}"
         return BlockPostgresTarget(self.connector(), self.table_name, update_id)
 
+    def clean_up(self) -> None:
+        """Once the month is committed: delete what ``[pipeline] keep`` does not keep (the seed flow's
+        Cleanup task). The CSV by default; with ``none`` the Parquet file too (--refresh and --force then
+        download again). A month re-run later is still complete: its marker says so."""
+        keep = pipeline().keep
+        doomed = [] if keep == "all" else [self.csv_path()] + ([self.raw_path()] if keep == "none" else [])
+        freed = sum(_remove(path) for path in doomed)
+        if freed:
+            names = ", ".join(p.name for p in doomed)
+            print(f"{self}: removed {names} ({human_size(freed)}; [pipeline] keep = {keep})")
+
     def session(self):
         """A connection whose every wait is bounded: locks by ``lock_timeout``, statements by the time
         left to this attempt (a COPY stuck in the server cannot be interrupted from Python)."""
@@ -103,6 +117,7 @@ class LoadMonth(MonthTask):
                 else:   # run because its input expired: fetched again, it is the version already loaded
                     print(f"{self.table_name} {self.ym}: source unchanged since it was loaded (version "
                           f"{report.get('version')}): the month stays as loaded")
+                self.clean_up()
                 return
             try:
                 rows = copy_month(conn, load, csv_path, expected, self.session, report.get("offsets"),
@@ -120,9 +135,20 @@ class LoadMonth(MonthTask):
         finally:
             conn.close()   # also releases the advisory lock; an uncommitted swap rolls back
         progress.finish()
+        self.clean_up()
         self.set_status_message(f"{self}: {rows:,} rows in {self.table_name}")
         print(f"loaded {rows:,} rows into {self.table_name} for {self.ym} "
               f"({report.get('pickups_outside_month', 0):,} with a pickup outside the month)")
+
+
+def _remove(path: Path) -> int:
+    """Remove a file and its sidecar; the bytes freed."""
+    freed = 0
+    for p in (path, sidecar(path)):
+        with contextlib.suppress(FileNotFoundError):   # already gone: nothing to free
+            freed += p.stat().st_size
+            p.unlink()
+    return freed
 
 
 def load_block_name() -> str:

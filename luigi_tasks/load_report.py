@@ -91,3 +91,20 @@ def loaded_rows(block: SqlAlchemyConnector, months: list[tuple[str, dt.date]]) -
         raise database_error(f"cannot read {LOAD_REPORT}", exc) from exc
     finally:
         conn.close()
+
+
+def rows_loaded_since(block: SqlAlchemyConnector, table: str, since) -> int:
+    """Rows of ``table``'s months loaded (committed) since ``since``."""
+    conn = block.psycopg2_connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT to_regclass(%s)", (LOAD_REPORT,))
+            if cur.fetchone()[0] is None:
+                return 0
+            cur.execute(sql.SQL("SELECT coalesce(sum(rows), 0) FROM {} WHERE table_name = %s AND loaded_at >= %s")
+                        .format(sql.Identifier(LOAD_REPORT)), (table, since))
+            return int(cur.fetchone()[0])
+    except psycopg2.Error as exc:
+        raise database_error(f"cannot read {LOAD_REPORT}", exc) from exc
+    finally:
+        conn.close()

@@ -111,6 +111,17 @@ def plan_columns(file_schema: pa.Schema, dataset: str, label: str,
     return plan
 
 
+# CSV bytes per row of each table, measured on generated months (yellow 2022: 119; 2009 with coordinates:
+# 160; green 2022: 126; fhv: 70; fhvhv: 178), rounded up: a CSV is 4-8x its Parquet file, so estimating from
+# the Parquet file's size would be off by two either way; the row count and the table's width are not.
+CSV_BYTES_PER_ROW = {"yellow": 170, "green": 140, "fhv": 80, "fhvhv": 200}
+
+
+def estimate_csv_bytes(src: Path, dataset: str) -> int:
+    """About how large the CSV of ``src`` will be (from its row count), for a free-space check."""
+    return pq.ParquetFile(src).metadata.num_rows * CSV_BYTES_PER_ROW[dataset]
+
+
 def table_schema(dataset: str) -> pa.Schema:
     return pa.schema([(c.name, c.arrow_type) for c in schema.columns(dataset)])
 
@@ -150,6 +161,10 @@ def _convert(column: pa.Array, source: Source, col: schema.Column, target: pa.Da
     if source.kind == "timestamp":
         return _timestamp(column)
     if source.kind == "text_timestamp":
+        try:   # Arrow's ISO-8601 cast: 8x faster than strptime (measured: 0.04 s against 0.33 s for 2.5M values)
+            return pc.cast(column, pa.timestamp("s"))
+        except pa.ArrowInvalid:   # a value it cannot read: find which, with the strict parser
+            pass
         parsed = pc.strptime(pc.utf8_trim_whitespace(column), TEXT_TIMESTAMP, "s", error_is_null=True)
         bad = pc.and_(pc.is_valid(column), pc.is_null(parsed))
         _bad(report, pc.fill_null(bad, False), column, source.name, "a timestamp (YYYY-MM-DD HH:MM:SS)", label,
@@ -298,6 +313,9 @@ def parquet_to_csv(src: Path, dest: Path, dataset: str, month: dt.date, drop_unk
                         bad_rows=skipped, unmapped_labels=dict(unmapped),
                         pickups_without_zone=without_zone if any(s.kind == "zone" for s in plan.values()) else None,
                         offsets=offsets)
+    # The batches' memory back to the system before the load starts, not after jemalloc's decay: the peak
+    # of the whole process is what a 15-million-row month must keep under 300 MB.
+    pa.default_memory_pool().release_unused()
     return rows
 
 

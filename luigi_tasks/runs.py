@@ -40,12 +40,14 @@ import luigi
 import luigi.execution_summary
 import luigi.interface
 import luigi.retcodes
+import luigi.rpc
 
 from luigi_tasks.blocks import SqlAlchemyConnector
 from luigi_tasks.config import runs as runs_config
 from luigi_tasks.errors import IngestError
 from luigi_tasks.load import LoadMonth, load_block_name
-from luigi_tasks.load_report import loaded_rows
+from luigi_tasks.load_report import loaded_rows, rows_loaded_since
+from luigi_tasks.range_progress import RangeProgress
 from luigi_tasks.run_store import RunRecord, RunStore
 from luigi_tasks.secret import redact
 
@@ -332,12 +334,44 @@ def cancelled_code() -> int:
 _original_schedule_and_run = luigi.interface._schedule_and_run
 
 
+def _range_progress(tasks, override_defaults) -> RangeProgress | None:
+    """A progress reporter when the run is a range of months (IngestRange, RangeMonthly)."""
+    root = tasks[0] if len(tasks) == 1 else None
+    if root is None or root.task_family not in ("IngestRange", "RangeMonthly"):
+        return None
+    dataset = root.dataset if root.task_family == "IngestRange" else dict(root.of_params or {}).get("dataset", "yellow")
+    load = LoadMonth(dataset=dataset, month=dt.date(2022, 1, 1))
+    started = dt.datetime.now(dt.timezone.utc)
+    env = luigi.interface.core(**(override_defaults or {}))
+    scheduler = None
+    if not env.local_scheduler:
+        url = env.scheduler_url or f"http://{env.scheduler_host}:{env.scheduler_port:d}/"
+        scheduler = luigi.rpc.RemoteScheduler(url)
+    return RangeProgress(describe_task(root), lambda: rows_loaded_since(load.connector(), load.table_name, started),
+                         scheduler, root.task_id)
+
+
+@contextlib.contextmanager
+def _reporting(tasks, override_defaults) -> Iterator[None]:
+    progress = _range_progress(tasks, override_defaults)
+    if progress is None:
+        yield
+        return
+    logging.getLogger("luigi-interface").addHandler(progress)
+    try:
+        yield
+    finally:
+        logging.getLogger("luigi-interface").removeHandler(progress)
+        progress.close()
+
+
 def _schedule_and_run(tasks, worker_scheduler_factory=None, override_defaults=None):
     """luigi's scheduling and running of ``tasks``, as (part of) a run."""
     run = current()
     if run is not None:   # inside a run someone else started (the cron command): only collect
         run.roots = run.roots or list(tasks)
-        result = _original_schedule_and_run(tasks, worker_scheduler_factory, override_defaults)
+        with _reporting(tasks, override_defaults):
+            result = _original_schedule_and_run(tasks, worker_scheduler_factory, override_defaults)
         run.collect(result.worker)
         return result
     what = ", ".join(describe_task(t) for t in tasks)
@@ -346,7 +380,8 @@ def _schedule_and_run(tasks, worker_scheduler_factory=None, override_defaults=No
     with active(Run(what)) as run:
         run.roots = list(tasks)
         try:
-            result = _original_schedule_and_run(tasks, worker_scheduler_factory, override_defaults)
+            with _reporting(tasks, override_defaults):
+                result = _original_schedule_and_run(tasks, worker_scheduler_factory, override_defaults)
         except luigi.interface.PidLockAlreadyTakenExit:
             run.end(luigi.retcodes.retcode().already_running, "Failed", "already running: luigi's process lock "
                     "is held by an identical command")

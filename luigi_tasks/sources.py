@@ -120,12 +120,14 @@ class RemoteFile(luigi.Target):
 
 
 def fetch(url: str, dest: Path, progress: Progress | None = None, stall_timeout: float = 60,
-          validate: Callable[[Path, str], int] | None = None, note: dict | None = None) -> dict:
+          validate: Callable[[Path, str], int] | None = None, note: dict | None = None,
+          room: Callable[[int], None] | None = None) -> dict:
     """Stream ``url`` (http, https or file) to ``dest`` atomically; return its source info and rows.
 
     A source that sends nothing for ``stall_timeout`` seconds (no answer, or a transfer that
     stops) fails as transient. ``validate(path, url) -> rows`` checks the bytes before the
-    rename (default: Parquet). ``note`` is added to the sidecar.
+    rename (default: Parquet). ``note`` is added to the sidecar. ``room(bytes)`` is called with the size
+    the source announces before anything is written (a free-space check).
     """
     info: dict = {}
     with atomic_file(dest, sidecar_info=info) as tmp:   # the sidecar is written after the file: its commit point
@@ -135,6 +137,8 @@ def fetch(url: str, dest: Path, progress: Progress | None = None, stall_timeout:
                 info.update(source_info(url, resp.headers))
                 length = resp.headers.get("Content-Length")
                 expected = int(length) if length and length.isdigit() else None
+                if room and expected is not None:
+                    room(expected)
                 if progress:
                     progress.total = expected
                 received = 0

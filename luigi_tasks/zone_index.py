@@ -119,21 +119,26 @@ class ZoneIndex:
 
     def _classify(self) -> dict[str, np.ndarray]:
         """Each cell: inside one polygon (its index), outside all (-1), or crossed by edges (-2, with the
-        polygons crossing it, in CSR form: ``starts``/``ends`` into ``candidates``)."""
+        polygons crossing it, in CSR form: ``starts``/``ends`` into ``candidates``). Classified a column
+        of cells at a time: the cell boxes of the whole grid at once would hold about 200 MB."""
         tree = shapely.STRtree(self.polygons)
         xmin, ymin, xmax, ymax = shapely.total_bounds(self.polygons)
         nx, ny = int(np.ceil((xmax - xmin) / CELL_FEET)) + 1, int(np.ceil((ymax - ymin) / CELL_FEET)) + 1
-        gx, gy = np.meshgrid(np.arange(nx), np.arange(ny), indexing="ij")
-        gx, gy = gx.ravel(), gy.ravel()
-        boxes = shapely.box(xmin + gx * CELL_FEET, ymin + gy * CELL_FEET,
-                            xmin + (gx + 1) * CELL_FEET, ymin + (gy + 1) * CELL_FEET)
-        cells, crossing = tree.query(boxes, predicate="intersects")
-        inside_cells, inside = tree.query(boxes, predicate="within")
         state = np.full(nx * ny, -1, np.int32)
-        state[np.unique(cells)] = -2
-        state[inside_cells] = inside
-        edge = state[cells] == -2
-        cells, crossing = cells[edge], crossing[edge]
+        edge_cells, edge_polygons = [], []
+        gy = np.arange(ny)
+        for gx in range(nx):
+            boxes = shapely.box(xmin + gx * CELL_FEET, ymin + gy * CELL_FEET,
+                                xmin + (gx + 1) * CELL_FEET, ymin + (gy + 1) * CELL_FEET)
+            cells, crossing = tree.query(boxes, predicate="intersects")
+            inside_cells, inside = tree.query(boxes, predicate="within")
+            column = state[gx * ny:(gx + 1) * ny]
+            column[np.unique(cells)] = -2
+            column[inside_cells] = inside
+            edge = column[cells] == -2
+            edge_cells.append(cells[edge] + gx * ny)
+            edge_polygons.append(crossing[edge])
+        cells, crossing = np.concatenate(edge_cells), np.concatenate(edge_polygons)
         order = np.argsort(cells, kind="stable")
         cells, crossing = cells[order], crossing[order]
         everything = np.arange(nx * ny)
