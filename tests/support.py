@@ -74,6 +74,31 @@ def wait_for_line(proc: subprocess.Popen, text: str, timeout: float = 60) -> boo
     return False
 
 
+def run_on_a_terminal(cmd: list[str], env: dict, timeout: float = 60) -> tuple[int, str]:
+    """Run ``cmd`` with a pseudo-terminal (40x120) as stdin, stdout and stderr: (exit code, what it drew)."""
+    import fcntl
+    import pty
+    import select
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))   # a terminal has a size
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=follower, stdout=follower, stderr=follower)
+    os.close(follower)
+    chunks = []
+    while select.select([leader], [], [], timeout)[0]:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:   # the terminal closed with the process
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=timeout)
+    os.close(leader)
+    return proc.returncode, b"".join(chunks).decode(errors="replace")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -3,14 +3,11 @@ bytes kept, a range's own progress, and two "hosts" sharing one data directory a
 from __future__ import annotations
 
 import json
-import os
-import pty
-import select
 import subprocess
 import sys
 
 import pytest
-from support import RC_TASK_FAILED, ROOT, luigid_api, markers, month_counts, ran, serve
+from support import RC_TASK_FAILED, ROOT, luigid_api, markers, month_counts, ran, run_on_a_terminal, serve
 
 pytestmark = pytest.mark.slow   # real processes end to end
 
@@ -96,23 +93,9 @@ def test_a_range_reports_its_progress_on_a_terminal_and_in_the_log(run_luigi, db
     assert "3,003 rows" in lines[-1] and "elapsed, about 0:00:00 left" in lines[-1]
     for month in months:                                                # on a terminal: a bar
         serve(run_luigi, month, 500, seed=7)
-    leader, follower = pty.openpty()
     cmd = run_luigi.command("--start", "2022-06", "--stop", "2022-09", "--force", task="IngestRange")
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=run_luigi.env, stdin=follower, stdout=follower, stderr=follower)
-    os.close(follower)
-    chunks = []
-    while select.select([leader], [], [], 60)[0]:
-        try:
-            data = os.read(leader, 65536)
-        except OSError:
-            break
-        if not data:
-            break
-        chunks.append(data)
-    proc.wait(timeout=60)
-    os.close(leader)
-    screen = b"".join(chunks).decode(errors="replace")
-    assert proc.returncode == 0
+    code, screen = run_on_a_terminal(cmd, run_luigi.env)
+    assert code == 0
     assert "\rIngest yellow 2022-06..2022-09: 3 of 3 months, 1,500 rows" in screen   # redrawn in place
     assert "progress: " not in screen
 

@@ -3,22 +3,28 @@ cron overlap, status, several worker processes sharing a backfill, progress bars
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import json
 import os
-import pty
-import select
-import struct
 import subprocess
 import sys
-import termios
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import psycopg2
 import pytest
-from support import DATABASE, HISTORY_DB, PASSWORD_ROLE, ROLE_PASSWORD, ROOT, free_port, markers, month_counts, serve
+from support import (
+    DATABASE,
+    HISTORY_DB,
+    PASSWORD_ROLE,
+    ROLE_PASSWORD,
+    ROOT,
+    free_port,
+    markers,
+    month_counts,
+    run_on_a_terminal,
+    serve,
+)
 from support import luigid_api as _api
 
 from luigi_tasks.months import add_months
@@ -221,26 +227,8 @@ def test_progress_bar_on_a_terminal_only(run_luigi, env):
            "--DownloadMonth-url-template",
            f"file://{run_luigi.serve_dir}/{{dataset}}_tripdata_{{month}}.parquet",
            "--LoadMonth-block", "postgres-connector", "--LoadMonth-table", run_luigi.table]
-    leader, follower = pty.openpty()
-    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))   # a terminal has a size
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=follower, stdout=follower, stderr=follower)
-    os.close(follower)
-    chunks = []
-    while True:
-        ready, _, _ = select.select([leader], [], [], 60)
-        if not ready:
-            break
-        try:
-            data = os.read(leader, 65536)
-        except OSError:
-            break
-        if not data:
-            break
-        chunks.append(data)
-    proc.wait(timeout=60)
-    os.close(leader)
-    screen = b"".join(chunks).decode(errors="replace")
-    assert proc.returncode == 0
+    code, screen = run_on_a_terminal(cmd, env)
+    assert code == 0
     assert "Convert yellow 2022-01" in screen and "rows/s" in screen     # tqdm drew a bar
     piped = run_luigi("--month", "2022-02")
     assert "rows/s" not in piped.stderr and "\r" not in piped.stderr     # not a terminal: no bar
