@@ -189,7 +189,8 @@ class Run:
         conditions = ((codes.missing_data, sets["still_pending_ext"]), (codes.task_failed, sets["failed"]),
                       (codes.already_running, sets["run_by_other_worker"]),
                       (codes.scheduling_error, sets["scheduling_error"]), (codes.not_run, sets["not_run"]))
-        # As luigi.retcodes.run_with_retcodes decides it (tests compare the two on every kind of run).
+        # As luigi.retcodes.run_with_retcodes decides it (the run history tests compare the recorded code
+        # with the process's own).
         code = max(code if cond else 0 for code, cond in conditions)
         if code == 0 and root not in sets["completed"] and root not in sets["already_done"]:
             code = codes.not_run

@@ -181,9 +181,9 @@ def test_run_history_knows_every_ending(run_luigi, http_root, db):
     assert " Cancelled: Ingest yellow 2022-11" in rest
     assert not list(run_luigi.data_dir.rglob("*2022-11*")) and not list(run_luigi.data_dir.rglob(".*tmp*"))
     history = {r["what"][-7:]: r for r in runs_json(run_luigi) if run_luigi.table in r["command"]}   # this test's
-    assert history["2022-08"]["state"] == "Completed"
+    assert history["2022-08"]["state"] == "Completed" and history["2022-08"]["exit_code"] == ok.returncode == 0
     assert history["2022-08"]["months"] == ["yellow 2022-08"] and history["2022-08"]["rows"] == 300
-    assert history["2022-09"]["state"] == "Failed" and history["2022-09"]["exit_code"] == 30
+    assert history["2022-09"]["state"] == "Failed" and history["2022-09"]["exit_code"] == bad.returncode == 30
     assert "HTML page" in history["2022-09"]["error"]
     assert history["2022-10"]["state"] == "Crashed" and history["2022-10"]["ended_at"]
     assert history["2022-11"]["state"] == "Cancelled" and history["2022-11"]["exit_code"] == 50
