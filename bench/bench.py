@@ -3,6 +3,8 @@
     python bench/bench.py --out bench/RESULTS.md   # the published run: 2,463,931 rows, median of 3, sweep
     python bench/bench.py --rows 200000 --repeat 3 --sweep 100000,400000   # a quick look
     python bench/bench.py --month 2009-01 --rows 2000000 --sweep 15000000 --zones 4000000   # 2009 layout, zones
+    python bench/bench.py --dataset fhvhv --month 2023-06 --rows 20000000 --sweep ""        # the biggest months
+    python bench/bench.py --range 6 --contenders handwritten --sweep ""    # 6 months: IngestRange vs 6 x script
 
 The report goes to ``{workdir}/RESULTS.md`` unless ``--out`` names another file: the tracked
 ``bench/RESULTS.md`` is only ever written on purpose, by a full run.
@@ -34,6 +36,7 @@ from pathlib import Path
 
 import psutil
 import psycopg2
+import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -209,6 +212,39 @@ def zone_figures(workdir: Path, points: int) -> dict:
     return figures
 
 
+def range_figures(bench: Bench, months: int, rows: int) -> dict:
+    """A range of ``months`` months: 6 x the handwritten script (one month after another), then
+    ``IngestRange`` with --workers 1 and 2, each from empty targets."""
+    from luigi_tasks.months import add_months, parse_month
+
+    first = parse_month(bench.month)
+    names = [f"{add_months(first, i):%Y-%m}" for i in range(months)]
+    sources = []
+    for i, month in enumerate(names):
+        path = bench.src_dir / f"{bench.dataset}_tripdata_{month}.parquet"
+        if not path.exists() or pq.ParquetFile(path).metadata.num_rows != rows:
+            print(f"generating {rows:,} rows of {bench.dataset} {month} ...", flush=True)
+            write_month(path, month, rows=rows, seed=100 + i, dataset=bench.dataset)
+        sources.append(path)
+    figures: dict = {"months": months, "rows": rows}
+    bench.reset_table()
+    figures["handwritten"] = sum(
+        bench.measure([sys.executable, str(ROOT / "bench" / "contenders.py"), "handwritten", str(src), bench.dsn,
+                       f"bench_handwritten_{i}"])["wall"] for i, src in enumerate(sources))
+    stop = f"{add_months(first, months):%Y-%m}"
+    for workers in (1, 2):
+        bench.reset_table()
+        for kind in ("raw", "csv"):
+            shutil.rmtree(bench.data_dir / kind / bench.dataset, ignore_errors=True)
+        command = [c for c in bench.luigi("IngestRange") if c not in ("--month", bench.month)]
+        command += ["--start", bench.month, "--stop", stop, "--workers", str(workers)]
+        result = bench.measure(command)
+        figures[f"workers_{workers}"], figures[f"rss_{workers}"] = result["wall"], result["rss_mb"]
+        print(f"range of {months} months, --workers {workers}: {result['wall']:.2f} s", flush=True)
+    bench.sql(*(f"DROP TABLE IF EXISTS bench_handwritten_{i}" for i in range(months)))
+    return figures
+
+
 def run(args: argparse.Namespace) -> str:
     bench = Bench(Path(args.workdir).absolute(), args.month, args.dataset)
     bench.workdir.mkdir(parents=True, exist_ok=True)
@@ -234,13 +270,15 @@ def run(args: argparse.Namespace) -> str:
         result = bench.measure(cmd)
         sweep.append((rows, result))
         print(f"sweep {rows:>10,} rows: {result['wall']:7.2f} s  {result['rss_mb']:6.0f} MB", flush=True)
+    ranges = range_figures(bench, args.range, args.rows) if args.range else None
     bench.generate(args.rows)
     bench.server.stop()
     zones = zone_figures(bench.workdir, args.zones) if args.zones else None
-    return report(args, results, sweep, zones)
+    return report(args, results, sweep, zones, ranges)
 
 
-def report(args: argparse.Namespace, results: dict[str, list[dict]], sweep: list, zones: dict | None = None) -> str:
+def report(args: argparse.Namespace, results: dict[str, list[dict]], sweep: list, zones: dict | None = None,
+           ranges: dict | None = None) -> str:
     med = {c: statistics.median(r["wall"] for r in runs) for c, runs in results.items()}
     base = med.get("handwritten")
     lines = [
@@ -277,6 +315,14 @@ def report(args: argparse.Namespace, results: dict[str, list[dict]], sweep: list
         lines += ["", "Memory sweep, `ingest_cold` (one run each): peak RSS must not grow with the month.", "",
                   "| rows | wall s | peak RSS MB |", "|---:|---:|---:|"]
         lines += [f"| {rows:,} | {r['wall']:.2f} | {r['rss_mb']:.0f} |" for rows, r in sweep]
+    if ranges:
+        base = ranges["handwritten"]
+        lines += ["", f"A range of {ranges['months']} months of {ranges['rows']:,} rows, from empty targets:", "",
+                  "| contender | wall s | vs handwritten x months | peak RSS MB |", "|---|---:|---:|---:|",
+                  f"| handwritten, one month after another | {base:.2f} | 1.00x | - |"]
+        for w in (1, 2):
+            wall = ranges[f"workers_{w}"]
+            lines.append(f"| IngestRange --workers {w} | {wall:.2f} | {wall / base:.2f}x | {ranges[f'rss_{w}']:.0f} |")
     if zones:
         lines += ["", f"Zones from coordinates (2009-2010 yellow), in-process: {zones['points_per_s_1'] / 1e6:.1f} "
                   f"million points/s on 1 thread, {zones['points_per_s_2'] / 1e6:.1f} million on 2 (projection "
@@ -292,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dataset", default="yellow", choices=["yellow", "green", "fhv", "fhvhv"])
     ap.add_argument("--month", default="2022-01", help="YYYY-MM: the layout generated (2009-01: coordinates, zones)")
     ap.add_argument("--zones", type=int, default=0, help="points for the zone lookup figures (0 = none)")
+    ap.add_argument("--range", type=int, default=0, help="months for the range figures (0 = none), --rows each")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--contenders", default=",".join(CONTENDERS))
     ap.add_argument("--sweep", default="500000,2500000,10000000", help="row counts for the memory sweep ('' = none)")

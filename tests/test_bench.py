@@ -25,12 +25,13 @@ def run_bench(workdir, *args: str) -> str:
 
 def test_benchmark_runs_every_contender_and_leaves_the_published_figures_alone(server_dir):
     published = (ROOT / "bench" / "RESULTS.md").read_bytes()
-    text = run_bench(server_dir / "w", "--rows", "3000", "--sweep", "1000,2000")
+    text = run_bench(server_dir / "w", "--rows", "3000", "--sweep", "1000,2000", "--range", "2")
     for contender in ("naive", "handwritten", "ingest_cold", "ingest_cached", "load_only"):
         assert f"| {contender} |" in text
     assert "| handwritten | " in text and "1.00x" in text
     assert "| 1,000 |" in text and "| 2,000 |" in text       # the memory sweep
     assert "naive / ingest_cold" in text
+    assert "A range of 2 months of 3,000 rows" in text and "| IngestRange --workers 2 |" in text
     assert (ROOT / "bench" / "RESULTS.md").read_bytes() == published
 
 
