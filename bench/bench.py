@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import platform
 import re
@@ -127,16 +128,18 @@ class Bench:
         sampler.start()
         started = time.perf_counter()
         with open(self.workdir / "last.log", "wb") as log:
-            proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-            _, status, usage = os.wait4(proc.pid, 0)
+            # Through bench/peak.py: a command started directly from this process would report this
+            # process's RSS as its own peak (see peak.py).
+            peak = self.workdir / "peak.json"
+            proc = subprocess.run([sys.executable, str(ROOT / "bench" / "peak.py"), str(peak), *cmd],
+                                  cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         wall = time.perf_counter() - started
         sampler.stop()
-        proc.returncode = os.waitstatus_to_exitcode(status)
         if proc.returncode != 0:
             tail = (self.workdir / "last.log").read_text(errors="replace")[-3000:]
             raise SystemExit(f"{' '.join(cmd[:6])} ... exited {proc.returncode}:\n{tail}")
-        return {"wall": wall, "rss_mb": usage.ru_maxrss / 1024, "server_mb": sampler.peak / 2**20,
-                "log": (self.workdir / "last.log").read_text(errors="replace")}
+        return {"wall": wall, "rss_mb": json.loads(peak.read_text())["maxrss_kb"] / 1024,
+                "server_mb": sampler.peak / 2**20, "log": (self.workdir / "last.log").read_text(errors="replace")}
 
 
 class BackendSampler(threading.Thread):

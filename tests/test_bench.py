@@ -1,6 +1,8 @@
 """The benchmark runs end to end (small N), so it cannot rot. Its timings are not asserted here."""
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 
@@ -40,3 +42,21 @@ def test_benchmark_of_the_2009_layout_with_zone_figures(server_dir):
                      "handwritten,ingest_cold", "--sweep", "4000", "--zones", "40000")
     assert "yellow 2009-01 month of 3,000 rows" in text and "| ingest_cold |" in text and "| 4,000 |" in text
     assert "million points/s on 1 thread" in text and "converts in" in text
+
+
+def test_peak_rss_is_the_commands_own_not_the_benchmarks(tmp_path):
+    """Linux carries a parent's RSS into a child's peak across fork and exec: bench/peak.py must not."""
+    ballast = bytearray(300 * 2**20)
+    ballast[::4096] = b"\1" * len(ballast[::4096])      # touch every page: 300 MB resident here
+    command = [sys.executable, "-c", "pass"]
+    direct = subprocess.Popen(command)
+    _, _, usage = os.wait4(direct.pid, 0)
+    assert usage.ru_maxrss / 1024 > 250                 # what the benchmark used to report
+
+    result = tmp_path / "peak.json"
+    assert subprocess.run([sys.executable, str(ROOT / "bench" / "peak.py"), str(result), *command]).returncode == 0
+    assert json.loads(result.read_text())["maxrss_kb"] / 1024 < 100
+    failed = subprocess.run([sys.executable, str(ROOT / "bench" / "peak.py"), str(result), sys.executable, "-c",
+                             "raise SystemExit(3)"])
+    assert failed.returncode == 3
+    del ballast
