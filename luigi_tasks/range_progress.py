@@ -1,7 +1,7 @@
 """Progress of a range (IngestRange, RangeMonthly, cron): months done of those to load, rows, elapsed time
 and an estimate of the time left.
 
-Shown as a line redrawn in place on a terminal, a log line per month otherwise, and, under luigid, as the status
+Shown as a tqdm bar on a terminal, a log line per month otherwise, and, under luigid, as the status
 message and percentage of the range's own task in the visualizer. luigi's worker tells the
 scheduler about every task it schedules and finishes ("Informed scheduler that task ... has
 status ..."); that line, logged by the process that runs the range whatever its ``--workers``,
@@ -35,7 +35,7 @@ class RangeProgress(logging.Handler):
         self.pending: set[str] = set()
         self.done: set[str] = set()
         self.started = time.monotonic()
-        self._drawn = False
+        self._bar = None
 
     def emit(self, record: logging.LogRecord) -> None:
         match = _INFORMED.search(record.getMessage())
@@ -60,10 +60,8 @@ class RangeProgress(logging.Handler):
         rows_text = f", {rows:,} rows" if rows is not None else ""
         message = (f"{self.what}: {done} of {total} months{rows_text}, {_clock(elapsed)} elapsed, "
                    f"about {_clock(left)} left")
-        if sys.stderr.isatty():   # one line, redrawn in place
-            sys.stderr.write(f"\r{message}\x1b[K")
-            sys.stderr.flush()
-            self._drawn = True
+        if sys.stderr.isatty():
+            self._draw(done, total, rows)
         else:
             logger.info("progress: %s", message)
         if self.scheduler is not None and self.task_id:
@@ -74,7 +72,21 @@ class RangeProgress(logging.Handler):
                 logger.warning("range progress not sent to luigid: %s", exc)
         return message
 
+    def _draw(self, done: int, total: int, rows: int | None) -> None:
+        """The tqdm bar: months done of total, rows loaded, elapsed and time left (tqdm's estimate)."""
+        if self._bar is None:
+            from tqdm import tqdm
+            self._bar = tqdm(total=total, desc=self.what, unit=" months", file=sys.stderr, leave=True,
+                             dynamic_ncols=True)
+            # tqdm's clock starts at the bar, ours at the range: rate and time left count the whole range.
+            self._bar.start_t = self._bar.last_print_t = time.time() - (time.monotonic() - self.started)
+        self._bar.total = total
+        self._bar.n = done
+        if rows is not None:
+            self._bar.set_postfix_str(f"{rows:,} rows", refresh=False)
+        self._bar.refresh()
+
     def close(self) -> None:
-        if self._drawn:
-            sys.stderr.write("\n")
+        if self._bar is not None:
+            self._bar.close()
         super().close()

@@ -3,6 +3,7 @@ bytes kept, a range's own progress, and two "hosts" sharing one data directory a
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -96,7 +97,10 @@ def test_a_range_reports_its_progress_on_a_terminal_and_in_the_log(run_luigi, db
     cmd = run_luigi.command("--start", "2022-06", "--stop", "2022-09", "--force", task="IngestRange")
     code, screen = run_on_a_terminal(cmd, run_luigi.env)
     assert code == 0
-    assert "\rIngest yellow 2022-06..2022-09: 3 of 3 months, 1,500 rows" in screen   # redrawn in place
+    bars = re.findall(r"Ingest yellow 2022-06\.\.2022-09: +(\d+)%\|[^|]*\| (\d)/3 \[[^]]*, [\d,]+ rows\]", screen)
+    assert [n for _, n in bars][-1] == "3" and bars[-1][0] == "100"              # a tqdm bar, redrawn
+    assert {"1", "2", "3"} <= {n for _, n in bars}
+    assert "1,500 rows]" in screen
     assert "progress: " not in screen
 
 
