@@ -41,18 +41,31 @@ def validate_zones(path: Path, source: str) -> int:
     return len(rows) - 1
 
 
-class DownloadZones(Fetching, PipelineTask):
+class MiscDownload(Fetching, PipelineTask):
+    """A reference file fetched into ``{data_dir}/raw/misc/{filename}`` and checked by ``validate``
+    (path, source) -> count; subclasses set ``url``, ``filename``, ``validate`` and what is ``counted``."""
+
+    filename: str
+    counted: str
+
+    @staticmethod
+    def validate(path: Path, source: str) -> int:
+        raise NotImplementedError
+
+    def output(self) -> SidecarTarget:
+        return SidecarTarget(str(data_path("raw", "misc", self.filename)))
+
+    def run(self) -> None:
+        info = fetch(self.url, Path(self.output().path), stall_timeout=self.stall_seconds(), validate=self.validate)
+        self.set_status_message(f"{info['rows']} {self.counted}, version {info['version']}")
+
+
+class DownloadZones(MiscDownload):
     """Download the zone lookup CSV into ``{data_dir}/raw/misc/`` and check its header and rows."""
 
     url = luigi.Parameter(default=DEFAULT_ZONES_URL, description="the TLC's taxi zone lookup CSV")
     name_template = "Download taxi zones"
-
-    def output(self) -> SidecarTarget:
-        return SidecarTarget(str(data_path("raw", "misc", "taxi_zone_lookup.csv")))
-
-    def run(self) -> None:
-        info = fetch(self.url, Path(self.output().path), stall_timeout=self.stall_seconds(), validate=validate_zones)
-        self.set_status_message(f"{info['rows']} zones, version {info['version']}")
+    filename, counted, validate = "taxi_zone_lookup.csv", "zones", staticmethod(validate_zones)
 
 
 def validate_shapes(path: Path, source: str) -> int:
@@ -63,19 +76,13 @@ def validate_shapes(path: Path, source: str) -> int:
     return len(read_zones(path)[0])
 
 
-class DownloadZoneShapes(Fetching, PipelineTask):
+class DownloadZoneShapes(MiscDownload):
     """Download the TLC's taxi zone shapefile (a zip) into ``{data_dir}/raw/misc/``; 2009-2010 yellow
     months need it to place their coordinates in zones."""
 
     url = luigi.Parameter(default=DEFAULT_SHAPES_URL, description="the TLC's taxi zone shapefile (zip)")
     name_template = "Download taxi zone shapes"
-
-    def output(self) -> SidecarTarget:
-        return SidecarTarget(str(data_path("raw", "misc", "taxi_zones.zip")))
-
-    def run(self) -> None:
-        info = fetch(self.url, Path(self.output().path), stall_timeout=self.stall_seconds(), validate=validate_shapes)
-        self.set_status_message(f"{info['rows']} zone shapes, version {info['version']}")
+    filename, counted, validate = "taxi_zones.zip", "zone shapes", staticmethod(validate_shapes)
 
 
 class LoadZones(PipelineTask):
