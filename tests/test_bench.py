@@ -59,4 +59,8 @@ def test_peak_rss_is_the_commands_own_not_the_benchmarks(tmp_path):
     failed = subprocess.run([sys.executable, str(ROOT / "bench" / "peak.py"), str(result), sys.executable, "-c",
                              "raise SystemExit(3)"])
     assert failed.returncode == 3
+    # bounded: a command that hangs is killed (and this run's own timeout would fail the test otherwise)
+    stuck = subprocess.run([sys.executable, str(ROOT / "bench" / "peak.py"), "--timeout", "1", str(result),
+                            "sleep", "60"], capture_output=True, text=True, timeout=30)
+    assert stuck.returncode == 124 and "still running after 1 s" in stuck.stderr
     del ballast
