@@ -32,6 +32,14 @@ def pg_env(pg) -> dict[str, str]:
             "LUIGI_TASKS_BLOCKS": str(ROOT / "config" / "blocks.yaml")}
 
 
+def script_env(**extra: str) -> dict[str, str]:
+    """The environment for a shell script of the project (scripts/): ``python`` on its PATH is the
+    interpreter running the tests, activated or not (the scripts activate only the clone's own .venv)."""
+    import sys
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    return {**os.environ, "PATH": path, **extra}
+
+
 def serve(run, month: str, rows: int, dataset: str = "yellow", seed: int = 1) -> Path:
     """Generate a TLC-shaped ``dataset`` file for ``month`` where the test's loopback source serves it."""
     from luigi_tasks.synth import write_month

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import shlex
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from support import (
     markers,
     month_counts,
     pg_env,
+    script_env,
     serve,
 )
 
@@ -197,7 +197,7 @@ def test_cron_bad_since_is_one_line(run_luigi):
 
 
 def test_the_cron_wrapper_summarises_a_failed_run_on_stderr(tmp_path):
-    env = {**os.environ, "LUIGI_TASKS_BLOCKS": str(tmp_path / "no-such-registry.yaml")}
+    env = script_env(LUIGI_TASKS_BLOCKS=str(tmp_path / "no-such-registry.yaml"))
     proc = subprocess.run([str(ROOT / "scripts" / "cron-ingest"), "--since", "2022-01", "--DownloadMonth-url-template",
                            f"file://{tmp_path}/{{dataset}}_tripdata_{{month}}.parquet"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)

@@ -23,6 +23,7 @@ from support import (
     markers,
     month_counts,
     run_on_a_terminal,
+    script_env,
     serve,
 )
 from support import luigid_api as _api
@@ -191,8 +192,8 @@ def test_cron_overlap_exits_already_running_and_loads_nothing(run_luigi, http_ro
 
 
 def test_cron_wrapper_logs_to_a_file():
-    proc = subprocess.run([str(ROOT / "scripts" / "cron-ingest"), "--dry-run"], capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run([str(ROOT / "scripts" / "cron-ingest"), "--dry-run"], env=script_env(), capture_output=True,
+                          text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout == ""
     log = ROOT / "data" / "logs" / f"cron-{dt.date.today():%Y-%m}.log"
     assert "RangeMonthly --of IngestMonth --param-name month" in log.read_text().splitlines()[-1]
